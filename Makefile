@@ -1,0 +1,49 @@
+# Device-side ESP RainMaker claiming in MicroPython: developer and bench targets.
+# Everything runs from .venv/, which `make setup` creates from tools/pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TYPINGS := $(VENV)/typings
+STAMP := $(VENV)/.setup-done
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lint format typecheck test bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+setup: $(STAMP) ## create .venv/ with the pinned host tools (fast and unchanged when run again)
+
+$(STAMP): tools/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "make setup: Python 3.11 or newer is needed ($(PYTHON) is older)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e 'tools[dev]'
+	rm -rf $(TYPINGS)
+	$(PY) -c 'import tomllib; print("\n".join(tomllib.load(open("tools/pyproject.toml", "rb"))["project"]["optional-dependencies"]["device-stubs"]))' \
+		| xargs $(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(TYPINGS)
+	@touch $(STAMP)
+
+lint: setup ## ruff lint and format check over all code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: setup ## mypy: device code against micropython-esp32-stubs, host code strict
+	$(VENV)/bin/mypy --config-file mypy-device.ini
+	$(VENV)/bin/mypy --config-file mypy.ini
+
+test: lint typecheck ## lint, type checks and every test (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup ## benchmarks: print figures and write build/bench.json
+	@mkdir -p build
+	PYTHONPATH=tools $(PY) -m benchmarks $(BENCH)
+
+clean: ## remove build outputs (keeps .venv/)
+	rm -rf build .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""Options, markers and shared fixtures for every test under host_tests/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rmbench.micropython import Interpreter, cpython, micropython
+
+# Capabilities a bench test may need; `@pytest.mark.needs("power_cut")` skips where the board
+# under test lacks it, naming the capability and the board.
+CAPABILITIES = ("power_cut", "virtual", "efuse_unique_id", "wifi")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rmclaim")
+    group.addoption(
+        "--port",
+        action="append",
+        default=[],
+        help="serial port of a real board (repeat for several); default: virtual boards",
+    )
+    group.addoption("--board", default=None, help="board profile name, e.g. esp32s3")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(capability): skip unless the board under test has this capability"
+    )
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session")
+def mpy() -> Interpreter:
+    """The MicroPython Unix port from .venv (the interpreter device code must run on)."""
+    return micropython()
+
+
+@pytest.fixture(scope="session", params=["micropython", "cpython"])
+def interp(request: pytest.FixtureRequest) -> Iterator[Interpreter]:
+    """Each interpreter device code runs on: the MicroPython Unix port, then CPython."""
+    yield micropython() if request.param == "micropython" else cpython()

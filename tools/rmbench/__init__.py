@@ -1,0 +1,14 @@
+"""Bench and factory tooling for device-side ESP RainMaker claiming (the `rmbench` CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+# The repository this package is installed from (editable install by `make setup`).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIB_DIR = REPO_ROOT / "lib"
+FIRMWARE_DIR = REPO_ROOT / "firmware"
+BOARDS_DIR = REPO_ROOT / "boards"
+BUILD_DIR = REPO_ROOT / "build"

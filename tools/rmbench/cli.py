@@ -1,0 +1,113 @@
+"""rmbench: the bench CLI. One command table; handlers parse, call an operation, render."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from rmbench import __version__
+from rmbench.errors import BenchError, UsageError
+from rmbench.profiles import all_profiles
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A leaf command: its help line, a function that adds its options, and its handler."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class Group:
+    """A command with subcommands (`rmbench user add`, `rmbench vboard start`)."""
+
+    help: str
+    commands: dict[str, Command | Group] = field(default_factory=dict)
+
+
+# --- boards -------------------------------------------------------------------------------------
+
+
+def _args_boards(p: argparse.ArgumentParser) -> None:
+    del p
+
+
+def do_boards(args: argparse.Namespace) -> int:
+    del args
+    for profile in all_profiles().values():
+        mode = "self-claim" if profile.claim_mode == "self" else f"{profile.claim_mode} claim"
+        offset = f"offset 0x{profile.flash_offset:x}"
+        print(f"{profile.name:9} {profile.micropython_board:18} {offset}  {mode}")
+    return 0
+
+
+# The command table: the single source of commands and of their help.
+COMMANDS: dict[str, Command | Group] = {
+    "boards": Command("list the supported board profiles", _args_boards, do_boards),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with rmbench's exit status for usage errors (1; failures are 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _build(parser: argparse.ArgumentParser, table: dict[str, Command | Group], path: str) -> None:
+    sub = parser.add_subparsers(dest=f"cmd_{path or 'root'}", metavar="COMMAND", required=True)
+    for name, entry in table.items():
+        child = sub.add_parser(name, help=entry.help, description=entry.help)
+        full = f"{path} {name}".strip()
+        if isinstance(entry, Group):
+            _build(child, entry.commands, full)
+        else:
+            entry.add_arguments(child)
+            child.set_defaults(_handler=entry.handler, _command=full)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rmbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rmbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    _build(parser, COMMANDS, "")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 1 on a usage error, 2 on a failure."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: str = args._command
+    handler: Handler = args._handler
+    try:
+        return handler(args)
+    except BenchError as e:
+        sys.stdout.flush()
+        where = e.location()
+        line = f"rmbench: {command}: " + (f"{where}: " if where else "") + e.reason
+        print(line, file=sys.stderr)
+        if e.hint:
+            print(f"rmbench: hint: {e.hint}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"rmbench: {command}: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["COMMANDS", "Command", "Group", "UsageError", "build_parser", "main"]

@@ -1,0 +1,28 @@
+"""CPython stand-in for MicroPython's `micropython` module, so lib/rmclaim imports on the host.
+
+Only what device code uses: `const` (identity) and no-op decorators. Put this folder on
+PYTHONPATH (rmbench.micropython.cpython() does) when running device code under CPython.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def const(value: T) -> T:
+    return value
+
+
+def native(func: T) -> T:
+    return func
+
+
+def viper(func: T) -> T:
+    return func
+
+
+def opt_level(level: int | None = None) -> int:
+    del level
+    return 0
