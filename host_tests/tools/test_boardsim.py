@@ -1,0 +1,254 @@
+"""The board doubles in tools/boardsim behave like the real board modules, on the Unix port."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from rmbench.boardsim import SimBoard, create_board, derive_identity, open_board
+from rmbench.micropython import Interpreter, MicroPythonError
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> SimBoard:
+    return create_board(tmp_path / "s3", "esp32s3", name="bench-s3")
+
+
+def run_json(board: SimBoard, mpy: Interpreter, code: str, **kw: object) -> object:
+    out = board.run(mpy, "import json\n" + code, **kw)  # type: ignore[arg-type]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_identity_is_derived_from_the_name_and_stable(s3: SimBoard) -> None:
+    mac, uid = derive_identity("bench-s3")
+    assert (s3.mac, s3.unique_id) == (mac, uid)
+    assert mac.startswith("7CDFA1") and len(mac) == 12
+    assert derive_identity("bench-s3-2")[0] != mac
+    assert open_board(s3.directory) == s3
+
+
+def test_unique_id_uname_and_efuse_words(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import machine, os
+words = [machine.mem32[0x6000705C + 4 * i] for i in range(4)]
+print(json.dumps({"mac": machine.unique_id().hex(), "machine": os.uname().machine,
+                  "sysname": os.uname().sysname, "words": words,
+                  "listdir": isinstance(os.listdir("."), list)}))
+"""
+    got = run_json(s3, mpy, code)
+    expected_words = []
+    for i in range(4):
+        w = int.from_bytes(s3.unique_id[4 * i : 4 * i + 4], "little")
+        expected_words.append(w - (1 << 32) if w >= 1 << 31 else w)
+    assert got == {
+        "mac": s3.mac.lower(),
+        "machine": "Generic ESP32S3 module with ESP32-S3",
+        "sysname": "esp32",
+        "words": expected_words,
+        "listdir": True,
+    }
+
+
+def test_mem32_reads_of_high_words_are_negative(tmp_path: Path, mpy: Interpreter) -> None:
+    board = create_board(tmp_path / "b", "esp32c3", name="x", unique_id=bytes(range(0xF0, 0x100)))
+    got = run_json(board, mpy, "import machine\nprint(json.dumps(machine.mem32[0x6000885C]))")
+    assert got == 0xF3F2F1F0 - (1 << 32)
+
+
+def test_unmapped_mem32_read_raises(s3: SimBoard, mpy: Interpreter) -> None:
+    with pytest.raises(MicroPythonError, match="unemulated address 0x60007000"):
+        s3.run(mpy, "import machine\nmachine.mem32[0x60007000]")
+
+
+def test_nvs_commit_persists_and_uncommitted_writes_are_lost(
+    s3: SimBoard, mpy: Interpreter
+) -> None:
+    s3.run(
+        mpy,
+        """
+import esp32
+n = esp32.NVS("rmaker_creds")
+n.set_blob("client_key", b"k" * 121)
+n.set_i32("len", -5)
+n.commit()
+n.set_blob("client_cert", b"never committed")
+""",
+    )
+    assert s3.nvs() == {"rmaker_creds": {"client_key": b"k" * 121, "len": -5}}
+    code = """
+import esp32
+n = esp32.NVS("rmaker_creds")
+buf = bytearray(200)
+k = n.get_blob("client_key", buf)
+out = {"n": k, "data": bytes(buf[:k]).decode(), "len": n.get_i32("len")}
+try:
+    n.get_blob("client_cert", buf)
+except OSError as e:
+    out["cert"] = [e.errno, e.args[1]]
+try:
+    n.get_blob("client_key", bytearray(10))
+except OSError as e:
+    out["small"] = e.errno
+try:
+    n.get_blob("len", buf)
+except OSError as e:
+    out["typed"] = e.errno
+print(json.dumps(out))
+"""
+    assert run_json(s3, mpy, code) == {
+        "n": 121,
+        "data": "k" * 121,
+        "len": -5,
+        "cert": [-4354, "ESP_ERR_NVS_NOT_FOUND"],
+        "small": -4364,
+        "typed": -4354,
+    }
+
+
+def test_nvs_erase_and_limits(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import esp32
+n = esp32.NVS("ns")
+n.set_blob("a", "text")
+n.commit()
+n.erase_key("a")
+out = {}
+try:
+    n.erase_key("a")
+except OSError as e:
+    out["again"] = e.errno
+try:
+    n.set_blob("sixteen_chars_xx", b"1")
+except OSError as e:
+    out["long_key"] = e.errno
+try:
+    n.set_i32("i", 1 << 31)
+except OverflowError:
+    out["overflow"] = True
+try:
+    n.set_blob("big", bytes(20000))
+except OSError as e:
+    out["too_long"] = e.errno
+n.commit()
+print(json.dumps(out))
+"""
+    assert run_json(s3, mpy, code) == {
+        "again": -4354,
+        "long_key": -4361,
+        "overflow": True,
+        "too_long": -4366,
+    }
+    assert s3.nvs() == {}
+
+
+def test_nvs_runs_out_of_space(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import esp32
+n = esp32.NVS("ns")
+written = 0
+try:
+    for i in range(20):
+        n.set_blob("b%d" % i, bytes(4000))
+        written += 1
+except OSError as e:
+    print(json.dumps([written, e.errno]))
+"""
+    # 5 usable pages x 126 entries x 32 bytes = 20160 bytes; a 4000-byte blob takes 4032.
+    assert run_json(s3, mpy, code) == [5, -4357]
+
+
+def test_power_cut_at_an_nvs_mutation(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import esp32
+n = esp32.NVS("ns")
+n.set_blob("a", b"1")
+n.commit()
+n.set_blob("b", b"2")
+n.commit()
+print("survived")
+"""
+    # Mutations: 1 set a, 2 commit, 3 set b, 4 commit: cut instead of the 4th.
+    with pytest.raises(MicroPythonError) as info:
+        s3.run(mpy, code, env={"RMBENCH_POWER_CUT": "nvs:4"})
+    assert info.value.returncode == -9
+    assert "survived" not in info.value.stdout
+    assert s3.nvs() == {"ns": {"a": b"1"}}
+
+
+def test_wifi_joins_only_the_bench_network(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import network, time
+w = network.WLAN(network.WLAN.IF_STA)
+out = {}
+try:
+    w.connect("rmbench", "bench-pass")
+except OSError as e:
+    out["inactive"] = str(e)
+w.active(True)
+for ssid, key, name in (("rmbench", "wrong", "bad_key"), ("other", "x", "no_ap"),
+                        ("rmbench", "bench-pass", "ok")):
+    w.connect(ssid, key)
+    out[name + "_early"] = w.status()
+    time.sleep_ms(200)
+    out[name] = [w.status(), w.isconnected()]
+out["ip"] = w.ifconfig()[0]
+out["mac"] = w.config("mac").hex()
+import ntptime
+ntptime.settime()
+print(json.dumps(out))
+"""
+    assert run_json(s3, mpy, code) == {
+        "inactive": "Wifi Not Started",
+        "bad_key_early": 1001,
+        "bad_key": [202, False],
+        "no_ap_early": 1001,
+        "no_ap": [201, False],
+        "ok_early": 1001,
+        "ok": [1010, True],
+        "ip": "127.0.0.1",
+        "mac": s3.mac.lower(),
+    }
+
+
+def test_board_without_wifi_has_no_wlan(tmp_path: Path, mpy: Interpreter) -> None:
+    h2 = create_board(tmp_path / "h2", "esp32h2", name="h2")
+    assert h2.wifi is None
+    got = run_json(h2, mpy, "import network\nprint(json.dumps(hasattr(network, 'WLAN')))")
+    assert got is False
+
+
+def test_pin_writes_are_logged_on_change(s3: SimBoard, mpy: Interpreter) -> None:
+    s3.run(
+        mpy,
+        """
+import machine, time
+led = machine.Pin(48, machine.Pin.OUT, value=0)
+led.on(); led.on(); time.sleep_ms(20); led.off(); led(1); led.value(0)
+""",
+    )
+    log = s3.pin_log()
+    assert [(pin, level) for _, pin, level in log] == [
+        ("48", 0),
+        ("48", 1),
+        ("48", 0),
+        ("48", 1),
+        ("48", 0),
+    ]
+    times = [ms for ms, _, _ in log]
+    assert times == sorted(times)
+
+
+def test_machine_reset_kills_and_leaves_a_marker(s3: SimBoard, mpy: Interpreter) -> None:
+    with pytest.raises(MicroPythonError) as info:
+        s3.run(mpy, "import machine\nmachine.reset()\nprint('after')")
+    assert info.value.returncode == -9
+    assert (s3.directory / "reset-requested").exists()
+
+
+def test_no_interpreter_is_left_running(s3: SimBoard, mpy: Interpreter) -> None:
+    with pytest.raises(MicroPythonError):
+        s3.run(mpy, "import _boardsim\n_boardsim.power_cut()")
+    ps = subprocess.run(["pgrep", "-f", str(s3.directory)], capture_output=True, text=True)
+    assert ps.stdout == ""

@@ -1,0 +1,40 @@
+"""os stand-in: the Unix port's builtin os plus uname() as the board reports it."""
+
+import sys
+
+import _boardsim
+
+_saved_path = sys.path[:]
+sys.path[:] = []
+try:
+    import os as _builtin
+finally:
+    sys.path[:] = _saved_path
+
+for _name in dir(_builtin):
+    if not _name.startswith("__"):
+        globals()[_name] = getattr(_builtin, _name)
+
+
+class _Uname:
+    def __init__(self, machine):
+        self.sysname = "esp32"
+        self.nodename = "esp32"
+        self.release = "1.28.0"
+        self.version = "v1.28.0 on 2026-04-06 (boardsim)"
+        self.machine = machine
+
+    def __getitem__(self, i):
+        return (self.sysname, self.nodename, self.release, self.version, self.machine)[i]
+
+    def __len__(self):
+        return 5
+
+    def __repr__(self):
+        return "(sysname=%r, nodename=%r, release=%r, version=%r, machine=%r)" % tuple(
+            self[i] for i in range(5)
+        )
+
+
+def uname():
+    return _Uname(_boardsim.board()["machine"])
