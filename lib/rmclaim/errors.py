@@ -14,9 +14,18 @@ class UnsupportedChip(ClaimError):
     pass
 
 
-class DERError(ClaimError, ValueError):
-    # Malformed or non-strict DER (also a ValueError, the crypto modules' documented contract).
-    pass
+try:
+
+    class DERError(ClaimError, ValueError):
+        # Malformed or non-strict DER (also a ValueError, the crypto modules' documented contract).
+        pass
+
+except TypeError:
+    # MicroPython allows only one built-in base ("multiple bases have instance lay-out
+    # conflict"), so there DERError is a ValueError only, the crypto modules' contract; callers
+    # on the claim path catch ValueError around parsing and raise a ClaimError subclass.
+    class DERError(ValueError):  # type: ignore[no-redef]
+        pass
 
 
 class BadSignature(ClaimError):
