@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rmbench.micropython import Interpreter, cpython, micropython
+from rmbench.service.harness import RunningService, running_service
 
 # Capabilities a bench test may need; `@pytest.mark.needs("power_cut")` skips where the board
 # under test lacks it, naming the capability and the board.
@@ -40,3 +42,10 @@ def mpy() -> Interpreter:
 def interp(request: pytest.FixtureRequest) -> Iterator[Interpreter]:
     """Each interpreter device code runs on: the MicroPython Unix port, then CPython."""
     yield micropython() if request.param == "micropython" else cpython()
+
+
+@pytest.fixture
+def claim_service(tmp_path: Path) -> Iterator[RunningService]:
+    """The local claiming service (`rmbench serve --faults`) on a fresh state dir."""
+    with running_service(tmp_path / "claim-service") as svc:
+        yield svc

@@ -12,6 +12,7 @@ from typing import NoReturn
 from rmbench import __version__
 from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
+from rmbench.service import commands as svc
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -52,6 +53,13 @@ def do_boards(args: argparse.Namespace) -> int:
 # The command table: the single source of commands and of their help.
 COMMANDS: dict[str, Command | Group] = {
     "boards": Command("list the supported board profiles", _args_boards, do_boards),
+    "serve": Command("run the local claiming service (HTTPS)", svc.args_serve, svc.do_serve),
+    "user": Group(
+        "users of the local claiming service",
+        {"add": Command("add or update a user", svc.args_user_add, svc.do_user_add)},
+    ),
+    "register": Command("register a board for self-claiming", svc.args_register, svc.do_register),
+    "fault": Command("inject faults into a running service", svc.args_fault, svc.do_fault),
 }
 
 

@@ -1,0 +1,261 @@
+"""The service's two local CAs (server TLS, device claims) and every certificate they issue."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from rmbench.errors import UsageError
+
+# File names inside the state directory (contract: server-ca.pem and claim-ca.pem).
+SERVER_CA_CERT = "server-ca.pem"
+SERVER_CA_KEY = "server-ca.key"
+CLAIM_CA_CERT = "claim-ca.pem"
+CLAIM_CA_KEY = "claim-ca.key"
+SERVER_CERT = "server-cert.pem"
+SERVER_KEY = "server-cert.key"
+
+# The real service issues device certificates valid for 4 years (rainmaker-claiming.md 2b).
+DEVICE_VALIDITY = datetime.timedelta(days=4 * 365 + 1)
+CA_VALIDITY = datetime.timedelta(days=10 * 365 + 2)
+SERVER_VALIDITY = datetime.timedelta(days=365)
+# Certificates start a little in the past so a board whose clock lags still accepts them.
+BACKDATE = datetime.timedelta(hours=1)
+
+SERVER_CA_NAME = x509.Name(
+    [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "rmbench"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "rmbench local claiming service server CA"),
+    ]
+)
+CLAIM_CA_NAME = x509.Name(
+    [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "rmbench"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "local claiming service"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "ESP-RainMaker local claim CA"),
+    ]
+)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def _serial() -> int:
+    # 159 random bits: positive and at most 20 octets, as RFC 5280 asks.
+    return secrets.randbits(159) | 1
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA certificate with its private key."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def ski(self) -> x509.SubjectKeyIdentifier:
+        """The CA's subject key identifier (what issued certificates carry as AKI)."""
+        return self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+
+
+def _new_ca(name: x509.Name) -> Authority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Authority(cert, key)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # Keys are created 0600 and renamed into place, so a crash never leaves half a key.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_or_create_ca(
+    state_dir: Path, cert_name: str, key_name: str, name: x509.Name
+) -> Authority:
+    """The CA stored in state_dir, created on first use; a half-present pair is an error."""
+    cert_path, key_path = state_dir / cert_name, state_dir / key_name
+    have_cert, have_key = cert_path.exists(), key_path.exists()
+    if not have_cert and not have_key:
+        ca = _new_ca(name)
+        # Key first: a certificate on disk always has its key next to it.
+        _write_private(key_path, _key_pem(ca.key))
+        _write_public(cert_path, ca.pem.encode("ascii"))
+        return ca
+    if have_cert != have_key:
+        missing = key_name if have_cert else cert_name
+        raise UsageError(
+            f"{state_dir}: {missing} is missing but its pair exists; "
+            f"restore it, or remove {cert_name} and {key_name} to create a new CA"
+        )
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except ValueError as e:
+        raise UsageError(f"{state_dir}: cannot load {cert_name}/{key_name}: {e}") from e
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise UsageError(f"{state_dir}: {key_name} is not an EC private key")
+    if cert.public_key() != key.public_key():
+        raise UsageError(f"{state_dir}: {cert_name} does not match {key_name}")
+    return Authority(cert, key)
+
+
+@dataclass(frozen=True)
+class Authorities:
+    server: Authority
+    claim: Authority
+
+
+def load_or_create_authorities(state_dir: Path) -> Authorities:
+    """Both CAs of a state directory (created on first run, kept afterwards)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server = load_or_create_ca(state_dir, SERVER_CA_CERT, SERVER_CA_KEY, SERVER_CA_NAME)
+    claim = load_or_create_ca(state_dir, CLAIM_CA_CERT, CLAIM_CA_KEY, CLAIM_CA_NAME)
+    return Authorities(server, claim)
+
+
+def _san_entries(names: Sequence[str]) -> list[x509.GeneralName]:
+    entries: list[x509.GeneralName] = []
+    seen: set[str] = set()
+    for raw in ["localhost", "127.0.0.1", "::1", *names]:
+        name = raw.strip().strip("[]")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return entries
+
+
+def write_server_certificate(state_dir: Path, server_ca: Authority, names: Sequence[str]) -> None:
+    """A fresh TLS certificate for localhost, 127.0.0.1, ::1 and every name, issued by server_ca.
+
+    It is remade on every start, because the names may change; the CA stays.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    ca_ski = server_ca.ski()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(server_ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + SERVER_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(_san_entries(names)), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(server_ca.key, hashes.SHA256())
+    )
+    _write_private(state_dir / SERVER_KEY, _key_pem(key))
+    _write_public(state_dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def device_certificate(
+    claim_ca: Authority, public_key: CertificatePublicKeyTypes, node_id: str
+) -> x509.Certificate:
+    """The certificate the service returns for a claimed node (as the real ESP-RainMaker CA).
+
+    CN = node id; KeyUsage digitalSignature (critical); EKU clientAuth; SKI and AKI; 4 years.
+    """
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)]))
+        .issuer_name(claim_ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + DEVICE_VALIDITY)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(claim_ca.ski()),
+            critical=False,
+        )
+        .sign(claim_ca.key, hashes.SHA256())
+    )
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
