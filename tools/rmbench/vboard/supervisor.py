@@ -1,0 +1,491 @@
+"""The virtual board's supervisor: one background process per board, a pty to the outside.
+
+It owns the serial side (a pseudo-terminal whose /dev/pts/N path stock mpremote opens) and runs
+the board: the MicroPython Unix port on a pty of its own, started through the boot shim
+tools/boardsim/_vboot.py, with the board doubles of tools/boardsim first on its path. It
+restarts the interpreter the way a board restarts:
+
+- power-on and machine.reset(): boot.py then main.py, friendly REPL;
+- soft reset (Ctrl-D on an empty REPL line; the Unix port exits there): "MPY: soft reboot",
+  then boot.py and, from the friendly REPL only, main.py; a raw-REPL soft reset comes back in
+  the raw REPL, as mpremote expects;
+- a power cut (`_boardsim.power_cut()`, RMBENCH_POWER_CUT, or `power-cycle` from the host): the
+  interpreter is killed, so uncommitted NVS writes are lost; a cut the board itself caused
+  leaves it off until the next `power-on`/`power-cycle`.
+
+Ctrl-C from the serial side becomes SIGINT while the board runs code (the Unix port reads no
+input then, a board's UART interrupt does the same job) and stays a byte at a prompt.
+
+Run as `python -m rmbench.vboard.supervisor BOARD_DIR --heap 110K`; rmbench.vboard starts it.
+Control: a Unix socket (one JSON request per connection, one JSON reply), see `_handle`.
+State: BOARD_DIR/vboard.json, rewritten on every change; console output: BOARD_DIR/console.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+from rmbench.boardsim import SIM_DIR, open_board
+from rmbench.micropython import find_micropython
+from rmbench.vboard.relay import RAW_BANNER, OutputFilter
+
+STATE_FILE = "vboard.json"
+CONSOLE_LOG = "console.log"
+SOCKET_FILE = "ctl.sock"
+FS_DIR = "fs"
+RESET_MARKER = "reset-requested"
+SHIM = SIM_DIR / "_vboot.py"
+
+_HOST_QUEUE_MAX = 64 * 1024  # stop reading the board while the host lags (flow control)
+_CONSOLE_MAX = 8 * 1024 * 1024
+_SIGINT_GAP_S = 0.05
+_PR_SET_PDEATHSIG = 1
+# What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
+_RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+_RST_SOFTWARE = b"rst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+
+
+def control_address(board_dir: Path) -> str:
+    """The control socket of the board in `board_dir` (abstract if the path is too long)."""
+    path = str(board_dir.resolve() / SOCKET_FILE)
+    if len(path) < 100:
+        return path
+    import hashlib
+
+    return "\0rmbench-vboard-" + hashlib.sha256(path.encode()).hexdigest()[:24]
+
+
+def _make_raw(fd: int) -> None:
+    # Binary-clean both ways: no echo, no line editing, no signals, no output processing.
+    attrs = termios.tcgetattr(fd)
+    attrs[0] = 0
+    attrs[1] = 0
+    attrs[2] = (attrs[2] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8 | termios.CREAD
+    attrs[3] = 0
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the supervisor dies, so does the board.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _sigint_caught(pid: int) -> bool:
+    # The Unix port installs its SIGINT handler only while it executes code; at a prompt (or
+    # with micropython.kbd_intr(-1)) SIGINT would kill it, so there Ctrl-C stays a byte.
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        return False
+    return False
+
+
+class Supervisor:
+    """Runs one virtual board until told to stop."""
+
+    def __init__(self, board_dir: Path, heap: str) -> None:
+        self.dir = board_dir.resolve()
+        self.sim = open_board(self.dir)
+        self.heap = heap
+        self.fs_dir = self.dir / FS_DIR
+        self.fs_dir.mkdir(exist_ok=True)
+        self.filter = OutputFilter()
+        self.host_fd = -1
+        self.pty_path = ""
+        self.host_queue = bytearray()
+        self.connected = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.child_fd = -1
+        self.phase = "off"  # off | boot | main | repl
+        self.mode = "full"
+        self.suppress_until_raw = False
+        self.swallow_banner = False
+        self.boots = 0
+        self.last_reset = ""
+        self.power_cut_by_board = False
+        self.last_sigint = 0.0
+        self.running = True
+        self.console = (self.dir / CONSOLE_LOG).open("ab", buffering=0)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.wake_r, self.wake_w = os.pipe()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._open_serial()
+        address = control_address(self.dir)
+        if not address.startswith("\0"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)
+        self.listener.bind(address)
+        self.listener.listen(8)
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the loop through the wakeup fd
+        self._power_on("poweron")
+        try:
+            while self.running:
+                self._step()
+        finally:
+            self._kill_child()
+            self.listener.close()
+            if not address.startswith("\0"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(address)
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / STATE_FILE).unlink()
+            os.close(self.host_fd)
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        del signum, frame
+        self.running = False
+
+    def _open_serial(self) -> None:
+        master, slave = os.openpty()
+        _make_raw(slave)
+        self.pty_path = os.ttyname(slave)
+        # No one holds the serial side open when no client is connected: the master then reads
+        # POLLHUP, and output is dropped as a UART's would be with nothing listening.
+        os.close(slave)
+        os.set_blocking(master, False)
+        self.host_fd = master
+
+    def _write_state(self, state: str) -> None:
+        data = {
+            "name": self.sim.name,
+            "board": self.sim.profile.name,
+            "pty": self.pty_path,
+            "pid": os.getpid(),
+            "heap": self.heap,
+            "state": state,
+            "phase": self.phase,
+            "boots": self.boots,
+            "last_reset": self.last_reset,
+            "board_pid": self.proc.pid if self.proc else None,
+            "mac": self.sim.mac,
+        }
+        path = self.dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+
+    def _state(self) -> str:
+        return "on" if self.proc is not None else "off"
+
+    # --- the board process -----------------------------------------------------------------
+
+    def _spawn(self, mode: str, power_cut: str | None = None) -> None:
+        master, slave = os.openpty()
+        _make_raw(slave)
+        env = dict(os.environ)
+        env.update(self.sim.env())
+        env.update(
+            {
+                "MICROPYPATH": str(SIM_DIR),
+                "RMBENCH_VBOARD_FS": str(self.fs_dir),
+                "RMBENCH_VBOARD_SIM": str(SIM_DIR),
+            }
+        )
+        env.pop("RMBENCH_POWER_CUT", None)
+        if power_cut:
+            env["RMBENCH_POWER_CUT"] = power_cut
+        argv = [str(find_micropython()), "-X", f"heapsize={self.heap}", "-i", str(SHIM), mode]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=self.fs_dir,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # safe: the supervisor has a single thread
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        self.child_fd = master
+        self.mode = mode
+        self.phase = "boot"
+        self.suppress_until_raw = False
+        self.swallow_banner = False
+        self.filter.reset()
+        self.boots += 1
+        self._write_state("on")
+
+    def _power_on(self, cause: str, power_cut: str | None = None) -> None:
+        if cause == "poweron":
+            self._to_host(_RST_POWERON)
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / RESET_MARKER).unlink()
+        self.last_reset = cause
+        self.power_cut_by_board = False
+        self._spawn("full", power_cut)
+
+    def _kill_child(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait()
+        self._drain_child()
+        self._close_child()
+
+    def _close_child(self) -> None:
+        if self.child_fd >= 0:
+            os.close(self.child_fd)
+        self.child_fd = -1
+        self.proc = None
+        self.phase = "off"
+
+    def _drain_child(self) -> None:
+        while self.child_fd >= 0:
+            try:
+                data = os.read(self.child_fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            self._from_board(data)
+
+    def _child_exited(self, proc: subprocess.Popen[bytes]) -> None:
+        raw = self.filter.state.raw_repl
+        code = proc.wait()
+        self._close_child()
+        if code == -signal.SIGKILL:
+            if (self.dir / RESET_MARKER).exists():
+                self._to_host(_RST_SOFTWARE)
+                self._power_on("hard")
+            else:
+                # The board cut its own power (a power-cut test): it stays off.
+                self.power_cut_by_board = True
+                self.last_reset = "power-cut"
+                self._write_state("off")
+            return
+        if code < 0:
+            self._to_host(f"\r\nrmbench vboard: interpreter died (signal {-code})\r\n".encode())
+            self._power_on("crash")
+            return
+        # The REPL ended (Ctrl-D on an empty line, sys.exit()): a soft reset.
+        self._to_host(b"MPY: soft reboot\r\n")
+        self.last_reset = "soft"
+        self._spawn("raw" if raw else "full")
+
+    # --- the event loop --------------------------------------------------------------------
+
+    def _step(self) -> None:
+        poller = select.poll()
+        host_events = select.POLLIN
+        if self.host_queue:
+            host_events |= select.POLLOUT
+        poller.register(self.host_fd, host_events)
+        if self.child_fd >= 0 and len(self.host_queue) < _HOST_QUEUE_MAX:
+            poller.register(self.child_fd, select.POLLIN)
+        poller.register(self.listener.fileno(), select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        # With no client, the master reports POLLHUP at once: look again every 50 ms.
+        timeout = None if self.connected else 50
+        ready = poller.poll(timeout)
+        hup = False
+        for fd, ev in ready:
+            if fd == self.host_fd:
+                if ev & select.POLLHUP:
+                    hup = True
+                    continue
+                if ev & select.POLLIN:
+                    self._read_host()
+                if ev & select.POLLOUT:
+                    self._flush_host()
+            elif fd == self.child_fd:
+                self._read_child()
+            elif fd == self.listener.fileno():
+                self._accept()
+            elif fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 512)
+        if hup and self.connected:
+            self.connected = False
+            self.host_queue.clear()
+        elif not hup and not self.connected and self._client_present():
+            self.connected = True
+        if self.proc is not None and self.child_fd >= 0 and self.proc.poll() is not None:
+            self._drain_child()
+            self._child_exited(self.proc)
+
+    def _client_present(self) -> bool:
+        p = select.poll()
+        p.register(self.host_fd, select.POLLIN)
+        return not any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def _read_child(self) -> None:
+        try:
+            data = os.read(self.child_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            data = b""
+        if data:
+            self._from_board(data)
+            return
+        # EOF: the interpreter is gone (or about to be); collect it.
+        if self.proc is not None:
+            self._child_exited(self.proc)
+
+    def _from_board(self, data: bytes) -> None:
+        out, events = self.filter.feed(data)
+        for event in events:
+            self._on_marker(event)
+        if self.suppress_until_raw:
+            # A raw-REPL soft reset: hide the friendly banner the REPL prints on the way in.
+            at = out.find(RAW_BANNER)
+            if at < 0:
+                return
+            self.suppress_until_raw = False
+            out = out[at:]
+        if self.swallow_banner:
+            # main.py called sys.exit(): the REPL is only passed through on the way to a reset.
+            return
+        self._to_host(out)
+
+    def _on_marker(self, event: str) -> None:
+        if event == "ready":
+            self.phase = "main"
+            self._write_state("on")
+        elif event == "repl":
+            self.phase = "repl"
+            self._write_state("on")
+            if self.mode == "raw":
+                self.suppress_until_raw = True
+                self._to_board(b"\x01")
+        elif event == "softreset":
+            self.swallow_banner = True
+            self._to_board(b"\x04")
+
+    def _to_host(self, data: bytes) -> None:
+        if not data:
+            return
+        self.console.write(data)
+        if self.console.tell() > _CONSOLE_MAX:
+            self.console.close()
+            log = self.dir / CONSOLE_LOG
+            log.replace(log.with_suffix(".log.1"))
+            self.console = log.open("ab", buffering=0)
+        if self.connected:
+            self.host_queue += data
+            self._flush_host()
+
+    def _flush_host(self) -> None:
+        try:
+            n = os.write(self.host_fd, self.host_queue)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.connected = False
+            self.host_queue.clear()
+            return
+        del self.host_queue[:n]
+
+    def _to_board(self, data: bytes) -> None:
+        if self.child_fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.child_fd, data)
+
+    def _read_host(self) -> None:
+        try:
+            data = os.read(self.host_fd, 4096)
+        except OSError:
+            return
+        if not self.connected:
+            self.connected = True
+        if self.proc is None or self.phase == "boot":
+            return  # off, or still starting: input is lost, as on a board in its ROM loader
+        state = self.filter.state
+        if state.binary:
+            state.host_sent(data)
+            self._to_board(data)
+            return
+        start = 0
+        for i, b in enumerate(data):
+            if b == 0x03 and _sigint_caught(self.proc.pid):
+                self._to_board(data[start:i])
+                start = i + 1
+                now = time.monotonic()
+                if now - self.last_sigint > _SIGINT_GAP_S:
+                    self.last_sigint = now
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.send_signal(signal.SIGINT)
+        self._to_board(data[start:])
+
+    # --- control ---------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                request = json.loads(conn.makefile("rb").readline() or b"{}")
+                reply = self._handle(request)
+            except (OSError, ValueError) as e:
+                reply = {"ok": False, "error": str(e)}
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        # status | power-off | power-on [power_cut] | power-cycle [off_ms, power_cut] | stop
+        cmd = request.get("cmd")
+        power_cut = request.get("power_cut")
+        if cmd == "status":
+            pass
+        elif cmd == "power-off":
+            self._kill_child()
+            self.last_reset = "power-off"
+            self._write_state("off")
+        elif cmd in ("power-on", "power-cycle"):
+            if cmd == "power-cycle":
+                self._kill_child()
+                self._write_state("off")
+                time.sleep(float(request.get("off_ms", 100)) / 1000)
+            if self.proc is None:
+                self._power_on("poweron", power_cut)
+        elif cmd == "stop":
+            self.running = False
+        else:
+            return {"ok": False, "error": f"unknown command {cmd!r}"}
+        return {"ok": True, "state": self._state(), "phase": self.phase, "boots": self.boots}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rmbench.vboard.supervisor")
+    parser.add_argument("board_dir", type=Path)
+    parser.add_argument("--heap", default="110K")
+    args = parser.parse_args(argv)
+    return Supervisor(args.board_dir, args.heap).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
