@@ -45,11 +45,35 @@ def call(
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> client.Reply:
-    """One request over TLS pinned to the service's server-ca.pem."""
+    """One request over TLS pinned to the service's server-ca.pem; checks the reply's framing.
+
+    Every reply of the real service has a Content-Length (never chunked), stays under 3000 bytes
+    (the firmware reads at most 3072) and, when it is a refusal, is exactly
+    {"status":"failure","description":...}.
+    """
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    return client.request(
+    reply = client.request(
         svc.base_url, method, path, ca_file=svc._ca(), body=data, headers=headers
     )
+    check_framing(reply)
+    return reply
+
+
+def check_framing(reply: client.Reply) -> None:
+    assert "transfer-encoding" not in reply.headers, reply.headers
+    assert reply.headers.get("content-length") == str(len(reply.body)), reply.headers
+    assert len(reply.body) < 3000, len(reply.body)
+    if reply.status != 200:
+        obj = reply.json()
+        assert set(obj) == {"status", "description"}, obj
+        assert obj["status"] == "failure"
+        assert isinstance(obj["description"], str) and obj["description"]
+
+
+def failure(reply: client.Reply) -> tuple[int, str]:
+    """(status, description) of a refusal."""
+    assert reply.status != 200, reply.body
+    return reply.status, reply.json()["description"]
 
 
 def split_chain(chain: str) -> list[x509.Certificate]:

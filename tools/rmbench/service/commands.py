@@ -9,7 +9,12 @@ from pathlib import Path
 from rmbench.errors import UsageError
 from rmbench.service import accounts, ca, client
 from rmbench.service.faults import KINDS, PATHS
-from rmbench.service.logic import DEFAULT_CHALLENGE_TTL, DEFAULT_MQTT_HOST, Settings
+from rmbench.service.logic import (
+    DEFAULT_CHALLENGE_TTL,
+    DEFAULT_MQTT_CRED_HOST,
+    DEFAULT_MQTT_HOST,
+    Settings,
+)
 from rmbench.service.store import DEFAULT_QUOTA
 
 
@@ -53,7 +58,11 @@ def args_serve(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MQTT_HOST,
         help=f"what GET /mqtt_host and send_mqtt_host return (default {DEFAULT_MQTT_HOST})",
     )
-    p.add_argument("--mqtt-cred-host", default=None, help="also return this mqtt_cred_host")
+    p.add_argument(
+        "--mqtt-cred-host",
+        default=DEFAULT_MQTT_CRED_HOST,
+        help="the mqtt_cred_host returned with mqtt_host ('' for none)",
+    )
     p.add_argument(
         "--challenge-ttl",
         type=float,
@@ -86,7 +95,7 @@ def do_serve(args: argparse.Namespace) -> int:
         settings=Settings(
             challenge_ttl=args.challenge_ttl,
             mqtt_host=args.mqtt_host,
-            mqtt_cred_host=args.mqtt_cred_host,
+            mqtt_cred_host=args.mqtt_cred_host or None,
         ),
         log_level=args.log_level,
     )

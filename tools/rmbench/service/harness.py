@@ -124,11 +124,14 @@ def serve_command(
     host: str = "127.0.0.1",
     names: Sequence[str] = (),
     insecure_http: bool = False,
+    faults: bool = True,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The argv of `rmbench serve` as the harness runs it."""
     argv = [sys.executable, "-m", "rmbench.cli", "serve", "--state-dir", str(state_dir)]
-    argv += ["--host", host, "--port", "0", "--faults"]
+    argv += ["--host", host, "--port", "0"]
+    if faults:
+        argv.append("--faults")
     for name in names:
         argv += ["--name", name]
     if insecure_http:
@@ -142,11 +145,13 @@ def start_service(
     host: str = "127.0.0.1",
     names: Sequence[str] = (),
     insecure_http: bool = False,
+    faults: bool = True,
     extra_args: Sequence[str] = (),
 ) -> RunningService:
     """Start `rmbench serve` and return once it printed its URL; the caller must stop() it.
 
-    extra_args are further `rmbench serve` options, e.g. ["--challenge-ttl", "1"].
+    faults=False leaves the fault endpoint off (as in a normal run); extra_args are further
+    `rmbench serve` options, e.g. ["--challenge-ttl", "1"].
 
     Raises:
         ServiceError: the server exited or printed no URL within START_TIMEOUT seconds.
@@ -155,7 +160,12 @@ def start_service(
     state_dir.mkdir(parents=True, exist_ok=True)
     log = (state_dir / LOG_NAME).open("ab")
     argv = serve_command(
-        state_dir, host=host, names=names, insecure_http=insecure_http, extra_args=extra_args
+        state_dir,
+        host=host,
+        names=names,
+        insecure_http=insecure_http,
+        faults=faults,
+        extra_args=extra_args,
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
@@ -211,11 +221,17 @@ def running_service(
     host: str = "127.0.0.1",
     names: Sequence[str] = (),
     insecure_http: bool = False,
+    faults: bool = True,
     extra_args: Sequence[str] = (),
 ) -> Iterator[RunningService]:
     """A running local claiming service on state_dir for the duration of the block."""
     svc = start_service(
-        state_dir, host=host, names=names, insecure_http=insecure_http, extra_args=extra_args
+        state_dir,
+        host=host,
+        names=names,
+        insecure_http=insecure_http,
+        faults=faults,
+        extra_args=extra_args,
     )
     try:
         yield svc

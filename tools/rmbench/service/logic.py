@@ -34,6 +34,8 @@ CHALLENGE_LENGTH = 128  # the device keeps at most 128 characters
 NODE_ID_LENGTH = 22
 DEFAULT_CHALLENGE_TTL = 300.0
 DEFAULT_MQTT_HOST = "mqtt.rainmaker.espressif.com"
+# The firmware's Kconfig default; esp-rainmaker-cli needs GET /mqtt_host to return one.
+DEFAULT_MQTT_CRED_HOST = "c10yordfvrjdjb.credentials.iot.us-east-1.amazonaws.com"
 RSA_BITS = (2048, 4096)  # bigger keys would push the reply past the device's 3 KB limit
 
 MAC_RE = re.compile(r"[0-9A-F]{12}")
@@ -125,7 +127,7 @@ class Settings:
 
     challenge_ttl: float = DEFAULT_CHALLENGE_TTL
     mqtt_host: str = DEFAULT_MQTT_HOST
-    mqtt_cred_host: str | None = None
+    mqtt_cred_host: str | None = DEFAULT_MQTT_CRED_HOST
 
 
 @dataclass(frozen=True)
