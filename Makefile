@@ -45,5 +45,16 @@ bench: setup ## benchmarks: print figures and write build/bench.json
 	@mkdir -p build
 	PYTHONPATH=tools $(PY) -m benchmarks $(BENCH)
 
+# --- bench and factory: rmbench flash, provision, claim, status, fleet -----------------------------
+RMBENCH := $(VENV)/bin/rmbench
+# $(call need,VAR,example): stop with a clear message when VAR is not set for this target.
+need = $(if $($(1)),,$(error make $@: set $(1), e.g. $(1)=$(2)))
+yes = $(filter 1 yes true,$(1))
+
+.PHONY: flash
+flash: setup ## flash MicroPython, keeping a claimed identity: PORT= BOARD= FIRMWARE= [ERASE=1]
+	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)$(call need,FIRMWARE,ESP32_GENERIC_S3-20260406-v1.28.0.bin)
+	$(RMBENCH) flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(call yes,$(ERASE)),--erase)
+
 clean: ## remove build outputs (keeps .venv/)
 	rm -rf build .pytest_cache .hypothesis .mypy_cache .ruff_cache
