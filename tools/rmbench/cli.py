@@ -74,6 +74,9 @@ COMMANDS: dict[str, Command | Group] = {
         },
     ),
     "flash": Command("flash MicroPython, keeping an identity", fac.args_flash, fac.do_flash),
+    "nvs-image": Command(
+        "NVS image with a host-made identity (factory)", fac.args_nvs_image, fac.do_nvs_image
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,3 +106,83 @@ def do_flash(args: argparse.Namespace) -> int:
     if not args.no_deploy:
         print(f"next: rmbench deploy --port {args.port} --board {profile.name}")
     return 0
+
+
+# --- nvs-image ----------------------------------------------------------------------------------
+
+
+def args_nvs_image(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="image file to write")
+    p.add_argument("--board", required=True, help="board profile (gives the partition size)")
+    p.add_argument(
+        "--host-key",
+        action="store_true",
+        help="accept that the private key is made (or kept) on this host; required",
+    )
+    files = p.add_argument_group("from an existing certificate and key")
+    files.add_argument("--cert", type=Path, metavar="FILE", help="certificate PEM (node.crt)")
+    files.add_argument("--key", type=Path, metavar="FILE", help="its EC P-256 key PEM (node.key)")
+    files.add_argument("--node-id", help="node id (default: the certificate's CN)")
+    claim = p.add_argument_group("or claim now with a user's token (the key is made here)")
+    claim.add_argument("--service-url", help="claiming service base URL, e.g. https://HOST:PORT")
+    claim.add_argument("--ca", type=Path, metavar="FILE", help="CA of the service's TLS cert")
+    claim.add_argument("--token", help="the user's access token")
+    claim.add_argument("--mac", help="the board's base MAC (12 hex digits)")
+    p.add_argument("--mqtt-host", help="MQTT endpoint to store (default: what the service sent)")
+    p.add_argument("--mqtt-cred-host", help="MQTT credentials endpoint to store")
+
+
+def do_nvs_image(args: argparse.Namespace) -> int:
+    from rmbench import assist, nvsimage
+
+    profile = get_profile(args.board)
+    from_files = args.cert is not None or args.key is not None
+    from_service = args.service_url is not None
+    if from_files == from_service:
+        raise UsageError(
+            "give either --cert and --key, or --service-url with --token and --mac (not both)"
+        )
+    if not args.host_key:
+        raise UsageError(nvsimage.HOST_KEY_NOTICE)
+    if from_files:
+        if args.cert is None or args.key is None:
+            raise UsageError("--cert and --key go together")
+        identity = nvsimage.identity_from_files(
+            args.cert,
+            args.key,
+            node_id=args.node_id,
+            mqtt_host=args.mqtt_host,
+            mqtt_cred_host=args.mqtt_cred_host,
+        )
+    else:
+        if not args.mac:
+            raise UsageError("--mac is needed to claim (the board's base MAC)")
+        target = assist.ServiceTarget(args.service_url, args.ca, args.token or "")
+        identity = nvsimage.identity_from_service(
+            target, args.mac, profile, mqtt_host=args.mqtt_host
+        )
+    image = nvsimage.build_image(identity, profile)
+    _write_private(args.out, image.data)
+    expires = image.certificate.not_valid_after_utc.date().isoformat()
+    print(
+        f"{args.out}: NVS partition for {profile.name} ({len(image.data)} bytes, at "
+        f"0x{image.offset:x}): node {image.node_id}, certificate valid until {expires}, "
+        f"MQTT host {image.mqtt_host or '(none: the firmware default)'}"
+    )
+    print(
+        f"write it with: esptool --port PORT write-flash 0x{image.offset:x} {args.out} "
+        "(it replaces everything in the board's NVS)"
+    )
+    return 0
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # The image holds a private key: readable by the owner only, and never half-written.
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror or e}") from e
