@@ -1,0 +1,453 @@
+"""HTTP/1.1 over socket + tls: pinned CA, hostname check, deadline, capped replies, keep-alive."""
+
+import gc
+import select
+import socket
+import time
+
+from micropython import const
+
+from rmclaim.errors import ConfigError, MalformedReply, NetworkError, TLSError
+
+# A reply body larger than this is refused, so a server can never fill the heap (the claiming
+# service keeps replies under 3000 bytes; the RainMaker firmware reads at most 3072).
+MAX_BODY = const(4096)
+# The read window; it must hold the status line and headers whole.
+_WINDOW = const(1024)
+_POLLIN = const(1)
+_POLLOUT = const(4)
+# mbedTLS codes that only mean "the peer went away" (MBEDTLS_ERR_SSL_CONN_EOF,
+# MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY): a network event, not a TLS failure.
+_NET_TLS_CODES = (-0x7280, -0x7880)
+
+
+class Reply:
+    def __init__(self, status, body, retry_after):
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class _Stale(Exception):
+    # A kept-alive connection the server had already closed before reading our request.
+    pass
+
+
+def _split_url(url):
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("https", "http"):
+        raise ConfigError("https: wanted an https:// URL, got %r" % url)
+    hostport, _, prefix = rest.partition("/")
+    port = 443 if scheme == "https" else 80
+    host = hostport
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host = hostport[1:end]
+        tail = hostport[end + 1 :]
+        if tail.startswith(":"):
+            port = tail[1:]
+    elif ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+    try:
+        port = int(port)
+    except ValueError:
+        raise ConfigError("https: bad port in URL %r" % url) from None
+    if not host:
+        raise ConfigError("https: no host in URL %r" % url)
+    prefix = prefix.strip("/")
+    return scheme, host, port, ("/" + prefix) if prefix else ""
+
+
+class Client:
+    # One server, one connection at a time, reused while the server keeps it open, so that
+    # several requests share one TLS handshake (about 1 s each on an ESP32).
+    #   url: "https://host[:port][/prefix]"; ca: the CA(s) that sign the server's certificate,
+    #   as PEM text or a list of DER certificates (pinned: nothing else is trusted);
+    #   timeout_s: the deadline of each request, covering connect, handshake, send and the
+    #   whole reply (DNS is checked against it only after the fact: getaddrinfo cannot be
+    #   interrupted).
+    def __init__(self, url, ca=None, timeout_s=15, allow_insecure_http=False):
+        scheme, host, port, prefix = _split_url(url)
+        self.tls = scheme == "https"
+        if not self.tls and not allow_insecure_http:
+            raise ConfigError("https: %s is plain http://, refused (allow_insecure_http)" % url)
+        if self.tls and not ca:
+            raise ConfigError("https: a pinned CA is needed for %s" % url)
+        self.host = host
+        self.port = port
+        self.prefix = prefix
+        self.timeout_ms = int(timeout_s * 1000)
+        self.handshakes = 0
+        self.connections = 0
+        self._ca = ca
+        self._ctx = None
+        self._sock = None
+        self._raw = None
+        self._poll = None
+        self._deadline = time.ticks_ms()
+        self._what = ""
+        self._got = 0
+        self._buf = bytearray(_WINDOW)
+        self._mv = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._body = bytearray(MAX_BODY)  # reused by every reply
+        self._blen = 0
+
+    def close(self):
+        for s in (self._sock, self._raw):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._sock = None
+        self._raw = None
+        self._poll = None
+        self._start = 0
+        self._end = 0
+
+    def _context(self):
+        if self._ctx is None:
+            import tls
+
+            ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
+            # DER, one certificate per call: some builds of the tls module parse no PEM.
+            ders = self._ca
+            if isinstance(ders, str):
+                from rmclaim import x509
+
+                try:
+                    ders = x509.split_pem_chain(ders)
+                except ValueError as e:
+                    raise ConfigError("https: ca is not a usable PEM certificate: %s" % e) from e
+            if not ders:
+                raise ConfigError("https: ca holds no certificate")
+            for der in ders:
+                try:
+                    ctx.load_verify_locations(der)
+                except ValueError as e:
+                    raise ConfigError("https: ca certificate refused by tls: %s" % e) from e
+            self._ctx = ctx
+        return self._ctx
+
+    def _left_ms(self):
+        return time.ticks_diff(self._deadline, time.ticks_ms())
+
+    def _timeout(self):
+        return NetworkError(
+            "https: no answer from %s:%d within %d ms (%s)"
+            % (self.host, self.port, self.timeout_ms, self._what)
+        )
+
+    def _connect(self):
+        self.close()
+        self._what = "DNS"
+        try:
+            ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        except OSError as e:
+            raise NetworkError("https: cannot resolve %s: %s" % (self.host, e)) from e
+        if self._left_ms() <= 0:
+            raise self._timeout()
+        self._what = "connect"
+        raw = socket.socket(ai[0], socket.SOCK_STREAM)
+        self._raw = raw
+        try:
+            raw.settimeout(self._left_ms() / 1000)
+            raw.connect(ai[-1])
+            raw.setblocking(False)
+        except OSError as e:
+            self.close()
+            raise NetworkError(
+                "https: cannot connect to %s:%d: %s" % (self.host, self.port, e)
+            ) from e
+        self.connections += 1
+        self._sock = raw
+        if self.tls:
+            ctx = self._context()
+            self._what = "TLS handshake"
+            # mbedTLS wants large contiguous blocks for the handshake: give it a tidy heap.
+            gc.collect()
+            try:
+                # The handshake runs inside the first write, non-blocking, under our deadline.
+                self._sock = ctx.wrap_socket(
+                    raw, server_hostname=self.host, do_handshake_on_connect=False
+                )
+            except (OSError, ValueError) as e:
+                self.close()
+                err = TLSError("https: TLS setup for %s failed: %s" % (self.host, e))
+                err.retryable = True
+                raise err from e
+            self.handshakes += 1
+
+    def _io_error(self, e, reused):
+        # Turn an error of a socket or TLS call into ours; "reused" means the connection was
+        # kept from an earlier request and nothing of this reply has arrived yet.
+        if isinstance(e, ValueError):
+            # The tls module reports a rejected server certificate as ValueError with
+            # mbedTLS's verify text (wrong CA, hostname, expired...).
+            return TLSError(
+                "https: server certificate of %s rejected: %s" % (self.host, str(e).strip())
+            )
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+        if reused and self._got == 0:
+            return _Stale()
+        if code <= -256 and code not in _NET_TLS_CODES:
+            err = TLSError("https: TLS error with %s (%s): %s" % (self.host, self._what, e))
+            err.retryable = True
+            return err
+        return NetworkError(
+            "https: %s with %s:%d failed: %s" % (self._what, self.host, self.port, e)
+        )
+
+    def _wait(self, events):
+        ms = self._left_ms()
+        if ms <= 0:
+            raise self._timeout()
+        if self._poll is None:
+            self._poll = select.poll()
+        self._poll.register(self._sock, events)
+        if not self._poll.poll(ms):
+            raise self._timeout()
+
+    def _live(self):
+        sock = self._sock
+        if sock is None:
+            raise NetworkError("https: connection to %s closed" % self.host)
+        return sock
+
+    def _send(self, data, reused):
+        sock = self._live()
+        mv = memoryview(data)
+        off = 0
+        while off < len(data):
+            try:
+                n = sock.write(mv[off:])
+            except (OSError, ValueError) as e:
+                raise self._io_error(e, reused) from e
+            if n is None:
+                self._wait(_POLLOUT)
+                continue
+            if self._what == "TLS handshake":
+                self._what = "send"
+            off += n
+        self._what = "reply"
+
+    def _fill(self, reused):
+        # Read more into the window; returns the number of new bytes, 0 at end of stream.
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == _WINDOW:
+            n = self._end - self._start
+            self._buf[0:n] = self._buf[self._start : self._end]
+            self._start, self._end = 0, n
+        sock = self._live()
+        while True:
+            try:
+                n = sock.readinto(self._mv[self._end :])
+            except (OSError, ValueError) as e:
+                raise self._io_error(e, reused) from e
+            if n is None:
+                self._wait(_POLLIN)
+                continue
+            if n == 0 and reused and self._got == 0:
+                raise _Stale()
+            self._end += n
+            self._got += n
+            return n
+
+    def _read_until(self, sep, what, reused=False):
+        # The bytes before `sep` (which is consumed), from the window; a line longer than the
+        # window is refused.
+        while True:
+            data = bytes(self._mv[self._start : self._end])
+            i = data.find(sep)
+            if i >= 0:
+                self._start += i + len(sep)
+                return data[:i]
+            if self._end - self._start >= _WINDOW:
+                raise MalformedReply(
+                    "https: %s from %s over %d bytes" % (what, self.host, _WINDOW)
+                )
+            if self._fill(reused) == 0:
+                raise NetworkError("https: %s closed the connection in the %s" % (self.host, what))
+
+    def _read_into(self, n, what):
+        # Append exactly n bytes of body to self._body at self._blen.
+        if self._blen + n > MAX_BODY:
+            raise MalformedReply(
+                "https: reply body from %s over the %d-byte cap" % (self.host, MAX_BODY)
+            )
+        body = memoryview(self._body)
+        sock = self._live()
+        while n:
+            have = self._end - self._start
+            if have:
+                k = have if have < n else n
+                body[self._blen : self._blen + k] = self._mv[self._start : self._start + k]
+                self._start += k
+                self._blen += k
+                n -= k
+                continue
+            try:
+                k = sock.readinto(body[self._blen : self._blen + n])
+            except (OSError, ValueError) as e:
+                raise self._io_error(e, False) from e
+            if k is None:
+                self._wait(_POLLIN)
+                continue
+            if k == 0:
+                raise NetworkError(
+                    "https: %s closed the connection in the %s (%d bytes missing)"
+                    % (self.host, what, n)
+                )
+            self._blen += k
+            self._got += k
+            n -= k
+
+    def _read_to_eof(self):
+        while True:
+            if self._end > self._start:
+                self._read_into(self._end - self._start, "body")
+            if self._fill(False) == 0:
+                return
+
+    def _read_chunked(self):
+        while True:
+            line = self._read_until(b"\r\n", "chunk size")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise MalformedReply(
+                    "https: bad chunk size %r from %s" % (line[:20], self.host)
+                ) from None
+            if size < 0:
+                raise MalformedReply("https: bad chunk size %r from %s" % (line[:20], self.host))
+            if size == 0:
+                break
+            self._read_into(size, "chunked body")
+            if self._read_until(b"\r\n", "chunk end"):
+                raise MalformedReply("https: chunk of %s not followed by CRLF" % self.host)
+        # Trailer fields, if any, up to the empty line.
+        while self._read_until(b"\r\n", "chunk trailer"):
+            pass
+
+    def _read_head(self, reused):
+        while True:
+            head = self._read_until(b"\r\n\r\n", "reply headers", reused)
+            lines = head.split(b"\r\n")
+            parts = lines[0].split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
+                raise MalformedReply(
+                    "https: bad status line %r from %s" % (lines[0][:40], self.host)
+                )
+            try:
+                status = int(parts[1])
+            except ValueError:
+                raise MalformedReply(
+                    "https: bad status line %r from %s" % (lines[0][:40], self.host)
+                ) from None
+            if 100 <= status < 200:
+                continue  # 100 Continue and friends: the real reply follows
+            fields = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    raise MalformedReply(
+                        "https: bad header line %r from %s" % (line[:40], self.host)
+                    )
+                name = name.strip().lower()
+                if name in (
+                    b"content-length",
+                    b"transfer-encoding",
+                    b"connection",
+                    b"retry-after",
+                ):
+                    fields[name] = value.strip().lower()
+            return parts[0], status, fields
+
+    def request(self, method, path, body=b"", headers=()):
+        # One request and its reply: Reply(status, body bytes, retry_after seconds or None).
+        # Raises NetworkError (no complete reply in time), TLSError, MalformedReply.
+        self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
+        host = self.host if ":" not in self.host else "[" + self.host + "]"
+        if self.port != (443 if self.tls else 80):
+            host = "%s:%d" % (host, self.port)
+        head = "%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (
+            method,
+            self.prefix,
+            path,
+            host,
+            len(body),
+        )
+        for name, value in headers:
+            head += "%s: %s\r\n" % (name, value)
+        req = head.encode() + b"\r\n" + body
+        reused = self._sock is not None and not self._peer_closed()
+        try:
+            try:
+                if not reused:
+                    self._connect()
+                return self._exchange(method, req, reused)
+            except _Stale:
+                # The server closed the kept-alive connection before reading this request:
+                # nothing was processed, so it is safe to send it once more, freshly connected.
+                self._connect()
+                return self._exchange(method, req, False)
+        except BaseException:
+            self.close()
+            raise
+
+    def _peer_closed(self):
+        # Whether the server has closed (or spoilt) the idle kept-alive connection: then it is
+        # dropped instead of written into. Readable with nothing to give (a TLS 1.3 session
+        # ticket, say) is still open; end of stream, an error or stray bytes are not.
+        try:
+            n = self._live().readinto(self._mv[self._end :])
+        except (OSError, ValueError):
+            n = 0
+        if n is None:
+            return False
+        self.close()
+        return True
+
+    def _exchange(self, method, req, reused):
+        self._got = 0
+        if self._what != "TLS handshake":
+            self._what = "send"
+        self._send(req, reused)
+        version, status, fields = self._read_head(reused)
+        self._blen = 0
+        keep = version == b"HTTP/1.1" and fields.get(b"connection") != b"close"
+        te = fields.get(b"transfer-encoding")
+        cl = fields.get(b"content-length")
+        if method == "HEAD" or status in (204, 304):
+            pass
+        elif te is not None:
+            if te != b"chunked":
+                raise MalformedReply("https: unsupported transfer-encoding %r" % te)
+            self._read_chunked()
+        elif cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                raise MalformedReply(
+                    "https: bad content-length %r from %s" % (cl, self.host)
+                ) from None
+            if n < 0:
+                raise MalformedReply("https: bad content-length %r from %s" % (cl, self.host))
+            self._read_into(n, "body")
+        else:
+            # No length: the body ends when the server closes the connection.
+            keep = False
+            self._read_to_eof()
+        if not keep or self._end != self._start:
+            self.close()
+        else:
+            self._start = self._end = 0
+        retry_after = None
+        ra = fields.get(b"retry-after")
+        if ra is not None and ra.isdigit():
+            retry_after = int(ra)
+        return Reply(status, bytes(self._body[: self._blen]), retry_after)
