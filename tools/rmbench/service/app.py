@@ -93,9 +93,16 @@ _INITIATE_BODY: dict[str, Any] = {
             "properties": {
                 "mac_addr": {
                     "type": "string",
+                    "pattern": "^[0-9A-F]{12}$",
                     "description": "12 uppercase hex digits, no separators",
+                    "example": "7CDFA100033B",
                 },
-                "platform": {"type": "string", "description": "e.g. esp32s3, or host"},
+                "platform": {
+                    "type": "string",
+                    "description": "esp32, esp32s2, esp32s3, esp32c2, esp32c3, esp32c6, esp32h2 "
+                    "(any case); host with a token; self-claim needs s2/s3/c3/c6/h2",
+                    "example": "esp32s3",
+                },
             },
             "required": ["mac_addr", "platform"],
         }
