@@ -37,8 +37,8 @@ def accept_certificate(node_id, certificate, mqtt_host=None, mqtt_cred_host=None
         d = csr.decode_private_key(csr.pem_decode(pem, store.KEY_LABEL))
     except ValueError as e:
         raise StoreError("store: the stored key cannot be read (%s); prepare_csr again" % e) from e
-    checked = store.check_certificate(pem, csr.public_point(d), node_id, certificate, claim_ca)
-    st.save_identity(checked, mqtt_host, mqtt_cred_host)
+    store.check_certificate(csr.public_point(d), node_id, certificate, claim_ca)
+    st.save_identity(certificate, node_id, mqtt_host, mqtt_cred_host)
     return st.load()
 
 

@@ -205,13 +205,20 @@ def _finish(ev, key_pem, point, node_id, reply, claim_ca):
     from rmclaim import store
 
     try:
-        checked = ev.run(
-            "check", store.check_certificate, key_pem, point, node_id, reply.certificate, claim_ca
-        )
+        ev.run("check", store.check_certificate, point, node_id, reply.certificate, claim_ca)
     finally:
         unload("x509", "csr", "p256", "asn1")
     st = store.Store()
-    ev.run("store", st.save_identity, checked, reply.mqtt_host, reply.mqtt_cred_host)
+    if st.key_pem() != key_pem:
+        raise ClaimError("store: the stored key changed during the claim; nothing stored")
+    ev.run(
+        "store",
+        st.save_identity,
+        reply.certificate,
+        node_id,
+        reply.mqtt_host,
+        reply.mqtt_cred_host,
+    )
     creds = st.load()
     if creds is None:
         raise ClaimError("store: the identity just written does not read back")

@@ -72,20 +72,13 @@ def _urandom(n):
     return os.urandom(n)
 
 
-class Checked:
-    # A certificate that passed check_certificate for the key stored as key_pem: the only
-    # thing Store.save_identity accepts.
-    certificate = ""
-    node_id = ""
-    key_pem = ""
-
-
-def check_certificate(key_pem, point, node_id, certificate, claim_ca=None):
-    # The checks a certificate must pass before anything of it is stored: its public key is
-    # ours (point: the 65-byte uncompressed public point of key_pem), its CN is the node id,
+def check_certificate(point, node_id, certificate, claim_ca=None):
+    # The checks a certificate must pass before Store.save_identity may store it: its public
+    # key is ours (point: the 65-byte uncompressed public point of the stored key), its CN is
+    # the node id,
     # it is signed by the claim CA (the pinned claim_ca PEM, or else a CA certificate sent
     # with it over the pinned TLS session), and it has not expired (when the clock is set).
-    # -> Checked; raises BadCertificate naming what failed.
+    # Raises BadCertificate naming what failed.
     from rmclaim import x509
 
     try:
@@ -117,11 +110,6 @@ def check_certificate(key_pem, point, node_id, certificate, claim_ca=None):
     # Only with a set clock (an unset one starts in 2000): the firmware syncs it first.
     if now[0] >= 2025 and tuple(now[:6]) > tuple(dev.not_after):
         raise BadCertificate("check: the certificate expired at %r" % (dev.not_after,))
-    checked = Checked()
-    checked.certificate = certificate
-    checked.node_id = node_id
-    checked.key_pem = key_pem
-    return checked
 
 
 class Store:
@@ -248,18 +236,16 @@ class Store:
     def has_random(self):
         return self.lengths()[_RANDOM] == RANDOM_LEN
 
-    def save_identity(self, checked, mqtt_host, mqtt_cred_host):
-        # Phase 2: the certificate and node id that check_certificate() passed (only a
-        # Checked is accepted, so nothing unchecked can be stored), with the MQTT hosts,
-        # committed together; the key stays as it is.
-        if not isinstance(checked, Checked):
-            raise StoreError("store: only a certificate that passed check_certificate is stored")
-        if self.key_pem() != checked.key_pem:
-            raise StoreError("store: the stored key changed since the certificate was checked")
+    def save_identity(self, certificate, node_id, mqtt_host, mqtt_cred_host):
+        # Phase 2: the certificate (text as received), node id and MQTT hosts, committed
+        # together; the key stays as it is. Only after check_certificate passed for the stored
+        # key (the claim and the host-assisted path both check first).
+        if not self.lengths()[_KEY]:
+            raise StoreError("store: no key stored; refusing a certificate without its key")
         self._write(
             [
-                (_CERT, checked.certificate.encode()),
-                (_NODE, checked.node_id.encode()),
+                (_CERT, certificate.encode()),
+                (_NODE, node_id.encode()),
                 (_MQTT, None if mqtt_host is None else mqtt_host.encode()),
                 (_MQTT_CRED, None if mqtt_cred_host is None else mqtt_cred_host.encode()),
             ]
