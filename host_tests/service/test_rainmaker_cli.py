@@ -1,0 +1,251 @@
+"""A real client no one here wrote: esp-rainmaker-cli's host-driven `claim`, end to end, offline.
+
+The CLI (pinned in tools/pyproject.toml, group `rainmaker-cli`) lives in its own venv,
+build/rainmaker-cli-venv/, made on first use and reused while the pin is unchanged: it pulls
+opencv, aiortc and boto3, which stay out of .venv. It claims against this service over plain HTTP
+on loopback (`rmbench serve --insecure-http`): the CLI verifies HTTPS only against its bundled
+Amazon root CA. Its login is replaced by a profile holding a locally made JWT (the CLI only reads
+`exp` and `custom:user_id` from it). It flashes its NVS image to esp32-mock-bootloader over
+socket://, and the test reads the flash back with esptool and parses the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from esp_idf_nvs_partition_gen import nvs_partition_gen
+from rmbench import BUILD_DIR, REPO_ROOT
+from rmbench.service.harness import RunningService, running_service
+from rmbench.service.store import Store
+
+from .nvs_image import read_nvs
+
+CLI_VENV = BUILD_DIR / "rainmaker-cli-venv"
+NVS_ADDR, NVS_SIZE = 0x340000, 0x6000  # the CLI's default fctry address and its image size
+MAC = "7CDFA100033B"
+
+
+def _pinned_requirements() -> list[str]:
+    with (REPO_ROOT / "tools" / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)["project"]
+    reqs: list[str] = project["optional-dependencies"]["rainmaker-cli"]
+    return reqs
+
+
+@pytest.fixture(scope="session")
+def rainmaker_cli() -> Path:
+    """The esp-rainmaker-cli executable, from the cached venv (made if missing or out of date)."""
+    reqs = _pinned_requirements()
+    stamp = CLI_VENV / "rmbench-requirements.json"
+    exe = CLI_VENV / "bin" / "esp-rainmaker-cli"
+    BUILD_DIR.mkdir(exist_ok=True)
+    with (BUILD_DIR / "rainmaker-cli-venv.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
+        if exe.exists() and stamp.exists() and json.loads(stamp.read_text()) == reqs:
+            return exe
+        venv.EnvBuilder(clear=True, with_pip=True).create(CLI_VENV)
+        pip = [str(CLI_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        proc = subprocess.run(
+            [*pip, "--disable-pip-version-check", *reqs],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"cannot install {reqs} into {CLI_VENV}:\n{proc.stderr[-3000:]}")
+        stamp.write_text(json.dumps(reqs))
+    return exe
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.unsigned"
+
+
+def write_profile(config_dir: Path, base_url: str, token: str) -> None:
+    """A custom esp-rainmaker-cli profile 'rmbench' pointing at the local service, logged in."""
+    profiles = config_dir / "profiles"
+    profiles.mkdir(parents=True)
+    profile = {
+        "name": "rmbench",
+        "description": "local claiming service",
+        "host": f"{base_url}/v1/",  # GET /mqtt_host is <host without v1/>mqtt_host
+        "claim_base_url": f"{base_url}/",  # the CLI appends claim/initiate, claim/verify
+        "builtin": False,
+        "ui_login_supported": False,
+        "node_cache_enabled": False,
+    }
+    config = {"profiles": {}, "custom_profiles": {"rmbench": profile}}
+    (profiles / "profiles.json").write_text(json.dumps(config))
+    (profiles / "current_profile").write_text("rmbench")
+    tokens = {"idtoken": token, "accesstoken": token, "refreshtoken": "unused"}
+    (profiles / "rmbench_config.json").write_text(json.dumps(tokens))
+
+
+@pytest.fixture
+def mock_board(tmp_path: Path) -> Iterator[str]:
+    """esp32-mock-bootloader (an ESP32 ROM loader on TCP) as a socket:// port URL."""
+    exe = Path(sys.executable).with_name("esp32-mock-bootloader")
+    log = (tmp_path / "mock.log").open("w+")
+    proc = subprocess.Popen(
+        [str(exe), "run", "--port", "0", "--chip", "esp32"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        port = None
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            log.seek(0)
+            for line in log:
+                if "listening on 127.0.0.1:" in line:
+                    port = int(line.rsplit(":", 1)[1])
+            time.sleep(0.05)
+        if port is None:
+            log.seek(0)
+            pytest.fail(f"esp32-mock-bootloader did not start: {log.read()}")
+        yield f"socket://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def read_flash(port: str, out: Path) -> bytes:
+    # --no-stub: the mock answers the ROM loader's READ_FLASH reliably, the stub's less so.
+    argv = [sys.executable, "-m", "esptool", "--port", port, "--no-stub", "read-flash"]
+    argv += [hex(NVS_ADDR), hex(NVS_SIZE), str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out.read_bytes()
+
+
+def test_nvs_reader_agrees_with_nvs_partition_gen(tmp_path: Path) -> None:
+    cert = ("-----BEGIN CERTIFICATE-----\n" + "QUJD" * 1500 + "\n").encode()  # spans 2 pages
+    files = {"cert": cert, "node": b"VtXfecXiRKazHoBZkkLAHX", "empty": b"x"}
+    for name, data in files.items():
+        (tmp_path / f"{name}.bin").write_bytes(data)
+    (tmp_path / "random.hex").write_text("a5" * 64)
+    rows = [
+        "key,type,encoding,value",
+        "rmaker_creds,namespace,,",
+        f"client_cert,file,binary,{tmp_path / 'cert.bin'}",
+        f"node_id,file,binary,{tmp_path / 'node.bin'}",
+        f"random,file,hex2bin,{tmp_path / 'random.hex'}",
+        "count,data,u32,4000000000",
+        "delta,data,i8,-5",
+        "other,namespace,,",
+        "name,data,string,hello",
+        f"node_id,file,binary,{tmp_path / 'empty.bin'}",
+    ]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    args = type("Args", (), {})()
+    args.input, args.output, args.size = str(tmp_path / "in.csv"), "out.bin", hex(NVS_SIZE)
+    args.outdir, args.version = str(tmp_path), 2
+    nvs_partition_gen.generate(args)
+    image = (tmp_path / "out.bin").read_bytes()
+    assert read_nvs(image) == {
+        "rmaker_creds": {
+            "client_cert": cert,
+            "node_id": b"VtXfecXiRKazHoBZkkLAHX",
+            "random": b"\xa5" * 64,
+            "count": 4000000000,
+            "delta": -5,
+        },
+        "other": {"name": b"hello", "node_id": b"x"},
+    }
+
+
+@pytest.mark.slow
+def test_esp_rainmaker_cli_claims_and_flashes_our_certificate(
+    tmp_path: Path, rainmaker_cli: Path, mock_board: str
+) -> None:
+    with running_service(tmp_path / "svc", insecure_http=True) as svc:
+        claimed = run_cli_claim(svc, tmp_path, rainmaker_cli, mock_board)
+    node_id, issued = claimed
+    image = read_flash(mock_board, tmp_path / "flash.bin")
+    creds = read_nvs(image)["rmaker_creds"]
+    # The image on the board holds exactly what this service issued, and a key that fits it.
+    assert creds["client_cert"] == issued.encode()
+    assert creds["node_id"] == node_id.encode()
+    assert creds["mqtt_host"] == b"mqtt.rainmaker.espressif.com"
+    assert creds["mqtt_cred_host"] == b"c10yordfvrjdjb.credentials.iot.us-east-1.amazonaws.com"
+    random = creds["random"]
+    assert isinstance(random, bytes) and len(random) == 64
+    key_pem = creds["client_key"]
+    assert isinstance(key_pem, bytes)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    device = x509.load_pem_x509_certificates(issued.encode())[0]
+    assert device.public_key() == key.public_key()
+    assert device.subject.rfc4514_string() == f"CN={node_id}"
+
+
+def run_cli_claim(svc: RunningService, tmp_path: Path, exe: Path, port: str) -> tuple[str, str]:
+    """Run `esp-rainmaker-cli claim PORT --mac MAC`; returns (node id, issued certificate)."""
+    user_id = "rmbenchUser0000000000a"
+    token = _jwt(
+        {
+            "exp": int(time.time()) + 3600,
+            "custom:user_id": user_id,
+            "email": "bench@example.com",
+            "iss": "rmbench-local",
+        }
+    )
+    svc.add_user(token, quota=5, user_id=user_id)
+    config = tmp_path / "rm-config"
+    write_profile(config, svc.base_url, token)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "RM_USER_CONFIG_DIR": str(config),
+        "PYTHONUNBUFFERED": "1",
+    }
+    outdir = tmp_path / "claim-data"
+    proc = subprocess.run(
+        [str(exe), "claim", port, "--mac", MAC, "--outdir", str(outdir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    # The CLI exits 0 even when a claim step fails, so its output and files are what count.
+    assert proc.returncode == 0, output
+    for step in ("Claim verify done", "Claim certificate received", "Hash of data verified"):
+        assert step in output, output
+    store = Store.open(svc.state_dir)
+    try:
+        node = store.node_for(MAC, user_id)
+        issued = store.certificates(node.node_id)
+    finally:
+        store.close()
+    assert node.claimed and len(issued) == 1
+    chain = issued[0][2] + svc.claim_ca_pem
+    node_dir = outdir / user_id / MAC
+    assert (node_dir / "node.crt").read_text() == chain
+    assert (node_dir / "node.info").read_text() == node.node_id
+    return node.node_id, chain
