@@ -168,3 +168,15 @@ def test_listening_socket_is_tcp() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code, out, err = run(
+            capsys, "serve", "--state-dir", str(tmp_path / "svc"), "--port", str(port)
+        )
+    assert (code, out) == (2, "")
+    assert err == f"rmbench: serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
