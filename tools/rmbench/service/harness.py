@@ -60,6 +60,7 @@ class RunningService:
     claim_ca_pem: str
     process: subprocess.Popen[bytes] = field(repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _pump: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def server_ca_file(self) -> Path:
@@ -100,13 +101,13 @@ class RunningService:
 
     def stop(self) -> None:
         """Stop the server and wait for it (idempotent)."""
-        _stop(self.process)
+        _stop(self.process, self._pump)
         if self._log is not None:
             self._log.close()
             self._log = None
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], pump: threading.Thread | None) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -114,6 +115,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if pump is not None:
+        pump.join(STOP_GRACE)  # it ends at EOF, now that the process is gone
     if process.stdout is not None:
         process.stdout.close()
 
@@ -180,7 +183,8 @@ def start_service(
             lines.put(raw.decode(errors="replace").strip())
         lines.put(None)
 
-    threading.Thread(target=pump, name="rmbench-serve-stdout", daemon=True).start()
+    pump_thread = threading.Thread(target=pump, name="rmbench-serve-stdout", daemon=True)
+    pump_thread.start()
     deadline = time.monotonic() + START_TIMEOUT
     url: str | None = None
     try:
@@ -201,7 +205,7 @@ def start_service(
             if line.startswith(("http://", "https://")):
                 url = line
     except BaseException:
-        _stop(process)
+        _stop(process, pump_thread)
         log.close()
         raise
     return RunningService(
@@ -211,6 +215,7 @@ def start_service(
         claim_ca_pem=(state_dir / ca.CLAIM_CA_CERT).read_text(),
         process=process,
         _log=log,
+        _pump=pump_thread,
     )
 
 
