@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rmbench.boardsim import SimBoard
 from rmbench.micropython import Interpreter
+from rmbench.service.harness import RunningService
 
 # Prepended to every device script: ARGS from stdin, out() prints the one result line.
 PRELUDE = """
@@ -338,3 +339,17 @@ def public_point(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) ->
     return pub.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+
+
+def claim_config(svc: RunningService, **overrides: Any) -> dict[str, Any]:
+    """A config for `svc` with short backoff and few attempts, as the tests want."""
+    cfg: dict[str, Any] = {
+        "service_url": svc.base_url,
+        "ca": svc.server_ca_pem,
+        "max_attempts": 3,
+        "backoff_base_s": 0.05,
+        "backoff_cap_s": 0.2,
+        "timeout_s": 5,
+    }
+    cfg.update(overrides)
+    return cfg
