@@ -17,16 +17,91 @@ def _mark(event):
     sys.stdout.write("\x1b]rmvb:" + event + "\x07")
 
 
+class _BoardFS:
+    # The filesystem at "/": the board's own files, plus the board state (NVS, pins) under
+    # /_board and these simulation modules under /_sim. Those two are reachable by path but
+    # never listed, so `mpremote fs ls :` shows what a board's flash would hold.
+    def __init__(self, files, hidden):
+        # files: host directory of the board's files; hidden: ((prefix, host directory), ...)
+        self._files = os.VfsPosix(files)
+        self._dirs = {id(self._files): files}
+        self._hidden = []
+        for prefix, d in hidden:
+            vfs = os.VfsPosix(d)
+            self._hidden.append((prefix, vfs))
+            self._dirs[id(vfs)] = d
+        self._host = os.VfsPosix()
+        self._cwd = "/"
+
+    def _abs(self, path):
+        return path if path.startswith("/") else self._cwd.rstrip("/") + "/" + path
+
+    def _route(self, path):
+        path = self._abs(path)
+        for prefix, vfs in self._hidden:
+            if path == prefix or path.startswith(prefix + "/"):
+                return vfs, path[len(prefix) :] or "/"
+        return self._files, path
+
+    def mount(self, readonly, mkfs):
+        pass
+
+    def umount(self):
+        pass
+
+    def ilistdir(self, path):
+        vfs, p = self._route(path)
+        return vfs.ilistdir(p)
+
+    def chdir(self, path):
+        vfs, p = self._route(path)
+        if not vfs.stat(p)[0] & 0x4000:
+            raise OSError(20)  # ENOTDIR
+        self._cwd = self._abs(path)
+
+    def getcwd(self):
+        return self._cwd
+
+    def mkdir(self, path):
+        vfs, p = self._route(path)
+        vfs.mkdir(p)
+
+    def remove(self, path):
+        vfs, p = self._route(path)
+        vfs.remove(p)
+
+    def rmdir(self, path):
+        vfs, p = self._route(path)
+        vfs.rmdir(p)
+
+    def rename(self, old, new):
+        # VfsPosix with a root prefixes both paths through one buffer in this build, so the
+        # rename goes through a root-less VfsPosix on the host paths instead.
+        vfs, p = self._route(old)
+        vfs2, p2 = self._route(new)
+        self._host.rename(self._dirs[id(vfs)] + p, self._dirs[id(vfs2)] + p2)
+
+    def stat(self, path):
+        vfs, p = self._route(path)
+        return vfs.stat(p)
+
+    def statvfs(self, path):
+        vfs, p = self._route(path)
+        return vfs.statvfs(p)
+
+    def open(self, path, mode):
+        vfs, p = self._route(path)
+        return vfs.open(p, mode)
+
+
 def _mount():
-    # The board's own files become "/", as on a board with its flash filesystem; the board state
-    # (NVS, pins) and these simulation modules stay reachable under /_board and /_sim.
-    fs = os.getenv("RMBENCH_VBOARD_FS")
-    state = os.getenv("RMBENCH_BOARD_DIR")
-    sim = os.getenv("RMBENCH_VBOARD_SIM")
+    hidden = (
+        ("/_board", os.getenv("RMBENCH_BOARD_DIR")),
+        ("/_sim", os.getenv("RMBENCH_VBOARD_SIM")),
+    )
+    root = _BoardFS(os.getenv("RMBENCH_VBOARD_FS"), hidden)
     os.umount("/")
-    os.mount(os.VfsPosix(fs), "/")
-    os.mount(os.VfsPosix(state), "/_board")
-    os.mount(os.VfsPosix(sim), "/_sim")
+    os.mount(root, "/")
     os.putenv("RMBENCH_BOARD_DIR", "/_board")
     os.chdir("/")
     # The ESP32 port's path, with the board doubles last: they extend built-in modules, so
@@ -79,5 +154,14 @@ def _start():
 
 # Leave __main__ as a board leaves it: only what boot.py and main.py defined (and os, sys).
 _start()
-for _name in ("_mark", "_mount", "_print_exception", "_run", "_boot", "_start", "_name"):
+for _name in (
+    "_BoardFS",
+    "_mark",
+    "_mount",
+    "_print_exception",
+    "_run",
+    "_boot",
+    "_start",
+    "_name",
+):
     globals().pop(_name, None)

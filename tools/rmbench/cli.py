@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from rmbench import __version__
-from rmbench import factory_cli as fac
 from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
 from rmbench.service import commands as svc
@@ -72,10 +71,6 @@ COMMANDS: dict[str, Command | Group] = {
                 "cut the power and restore it", vb.args_power_cycle, vb.do_power_cycle
             ),
         },
-    ),
-    "flash": Command("flash MicroPython, keeping an identity", fac.args_flash, fac.do_flash),
-    "nvs-image": Command(
-        "NVS image with a host-made identity (factory)", fac.args_nvs_image, fac.do_nvs_image
     ),
 }
 

@@ -7,8 +7,9 @@ relay absorbs here (reference/micropython-platform.md section 5):
   OSC escape sequences, `ESC ] rmvb:<event> BEL`, and are taken out before anyone sees them.
 
 `mpremote mount` exchanges binary frames over the same link: the board sends 0x18 and a command
-byte, the host answers 0x18, the board sends the arguments and the host the reply. Newline
-translation stops from the board's 0x18 until the host's reply, so those frames pass untouched.
+byte, the host answers 0x18, the board sends the arguments and the host the reply (CMD_CLOSE
+has none: its one argument byte ends it). Newline translation stops from the board's 0x18 until
+the frame ends, so those frames pass untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _TAIL = max(len(RAW_BANNER), len(FRIENDLY_BANNER))
 _TEXT = 0
 _AWAIT_SYNC = 1
 _DEVICE_ARGS = 2
+_CMD_CLOSE = 5  # mpremote's fs_hook_cmds
 
 
 @dataclass
@@ -35,6 +37,7 @@ class StreamState:
 
     raw_repl: bool = False
     exchange: int = _TEXT
+    command: int = -1  # the frame's command byte, once the board has sent it
 
     @property
     def binary(self) -> bool:
@@ -51,6 +54,13 @@ class StreamState:
                 self.exchange = _TEXT
         elif self.exchange == _DEVICE_ARGS:
             self.exchange = _TEXT
+
+    def board_sent(self, byte: int) -> None:
+        """Advance the mount exchange for one byte of a frame the board is sending."""
+        if self.exchange == _AWAIT_SYNC and self.command < 0:
+            self.command = byte
+        elif self.exchange == _DEVICE_ARGS and self.command == _CMD_CLOSE:
+            self.exchange = _TEXT  # the descriptor byte was the whole frame
 
 
 @dataclass
@@ -73,6 +83,7 @@ class OutputFilter:
         while i < n:
             b = data[i]
             if self.state.binary:
+                self.state.board_sent(b)
                 out.append(b)
                 i += 1
                 continue
@@ -88,6 +99,7 @@ class OutputFilter:
                     continue
             if b == 0x18:
                 self.state.exchange = _AWAIT_SYNC
+                self.state.command = -1
             elif b == 0x0A and self._last != 0x0D:
                 out.append(0x0D)
             out.append(b)

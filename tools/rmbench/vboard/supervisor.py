@@ -29,6 +29,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -56,6 +57,8 @@ _SIGINT_GAP_S = 0.05
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
+# The REPL banner names the machine, as the board's does ("...; Generic ESP32S3 module with ...").
+_BANNER_MACHINE = re.compile(rb"(MicroPython [^\r\n;]*; )linux \[[^\]\r\n]*\] version")
 _RST_SOFTWARE = b"rst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 
 
@@ -110,6 +113,7 @@ class Supervisor:
         self.fs_dir = self.dir / FS_DIR
         self.fs_dir.mkdir(exist_ok=True)
         self.filter = OutputFilter()
+        self.banner_carry = b""
         self.host_fd = -1
         self.pty_path = ""
         self.host_queue = bytearray()
@@ -198,7 +202,7 @@ class Supervisor:
 
     # --- the board process -----------------------------------------------------------------
 
-    def _spawn(self, mode: str, power_cut: str | None = None) -> None:
+    def _spawn(self, mode: str) -> None:
         master, slave = os.openpty()
         _make_raw(slave)
         env = dict(os.environ)
@@ -211,8 +215,8 @@ class Supervisor:
             }
         )
         env.pop("RMBENCH_POWER_CUT", None)
-        if power_cut:
-            env["RMBENCH_POWER_CUT"] = power_cut
+        if self.power_cut:
+            env["RMBENCH_POWER_CUT"] = self.power_cut
         argv = [str(find_micropython()), "-X", f"heapsize={self.heap}", "-i", str(SHIM), mode]
         self.proc = subprocess.Popen(
             argv,
@@ -232,6 +236,7 @@ class Supervisor:
         self.suppress_until_raw = False
         self.swallow_banner = False
         self.filter.reset()
+        self.banner_carry = b""
         self.boots += 1
         self._write_state("on")
 
@@ -242,7 +247,8 @@ class Supervisor:
             (self.dir / RESET_MARKER).unlink()
         self.last_reset = cause
         self.power_cut_by_board = False
-        self._spawn("full", power_cut)
+        self.power_cut = power_cut
+        self._spawn("full")
 
     def _kill_child(self) -> None:
         if self.proc is None:
@@ -277,16 +283,17 @@ class Supervisor:
         if code == -signal.SIGKILL:
             if (self.dir / RESET_MARKER).exists():
                 self._to_host(_RST_SOFTWARE)
-                self._power_on("hard")
+                self._power_on("hard", self.power_cut)
             else:
                 # The board cut its own power (a power-cut test): it stays off.
                 self.power_cut_by_board = True
+                self.power_cut = None
                 self.last_reset = "power-cut"
                 self._write_state("off")
             return
         if code < 0:
             self._to_host(f"\r\nrmbench vboard: interpreter died (signal {-code})\r\n".encode())
-            self._power_on("crash")
+            self._power_on("crash", self.power_cut)
             return
         # The REPL ended (Ctrl-D on an empty line, sys.exit()): a soft reset.
         self._to_host(b"MPY: soft reboot\r\n")
@@ -357,6 +364,7 @@ class Supervisor:
 
     def _from_board(self, data: bytes) -> None:
         out, events = self.filter.feed(data)
+        out = self._banner(out)
         for event in events:
             self._on_marker(event)
         if self.suppress_until_raw:
@@ -370,6 +378,18 @@ class Supervisor:
             # main.py called sys.exit(): the REPL is only passed through on the way to a reset.
             return
         self._to_host(out)
+
+    def _banner(self, out: bytes) -> bytes:
+        # Hold a banner line until it is whole, then name the board's machine in it.
+        out = self.banner_carry + out
+        self.banner_carry = b""
+        at = out.rfind(b"MicroPython ")
+        if at >= 0 and b"\n" not in out[at:] and len(out) - at < 200:
+            out, self.banner_carry = out[:at], out[at:]
+        if b"MicroPython " in out:
+            machine = self.sim.profile.machine.encode()
+            out = _BANNER_MACHINE.sub(lambda m: m.group(1) + machine, out)
+        return out
 
     def _on_marker(self, event: str) -> None:
         if event == "ready":
