@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from rmbench import __version__
+from rmbench import factory_cli as fac
 from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
 from rmbench.service import commands as svc
+from rmbench.vboard import commands as vb
 from rmbench.vboard import commands as vb
 
 Handler = Callable[[argparse.Namespace], int]
@@ -71,6 +73,21 @@ COMMANDS: dict[str, Command | Group] = {
                 "cut the power and restore it", vb.args_power_cycle, vb.do_power_cycle
             ),
         },
+    ),
+    "vboard": Group(
+        "virtual boards: the MicroPython Unix port behind a pty, driven like a board",
+        {
+            "start": Command("start one; prints its serial port", vb.args_start, vb.do_start),
+            "stop": Command("stop boards (their files and NVS stay)", vb.args_stop, vb.do_stop),
+            "list": Command("list boards and their ports", vb.args_list, vb.do_list),
+            "power-cycle": Command(
+                "cut the power and restore it", vb.args_power_cycle, vb.do_power_cycle
+            ),
+        },
+    ),
+    "flash": Command("flash MicroPython, keeping an identity", fac.args_flash, fac.do_flash),
+    "nvs-image": Command(
+        "NVS image with a host-made identity (factory)", fac.args_nvs_image, fac.do_nvs_image
     ),
 }
 
