@@ -158,9 +158,10 @@ def test_nvs_under_another_partition_table_is_not_overwritten(esp32_board: MockB
 def test_images_are_checked_against_the_profile() -> None:
     with pytest.raises(UsageError) as info:
         flash.inspect_image(combined_image(ESP32, app_image(ESP32)), S3)
-    assert info.value.reason == (
-        "image: built for ESP32, but board esp32s3 is ESP32-S3; "
-        "download the ESP32_GENERIC_S3 image (ESP32_GENERIC_S3-*.bin)"
+    assert (info.value.step, info.value.reason) == (
+        "check image",
+        "built for ESP32, but board esp32s3 is ESP32-S3; "
+        "download the ESP32_GENERIC_S3 image (ESP32_GENERIC_S3-*.bin)",
     )
     with pytest.raises(
         UsageError, match="not an ESP firmware image \\(wanted 0xe9 first, got 0x7f"
@@ -192,3 +193,16 @@ def test_cli_flash_reports_port_and_step(
         f"rmbench: flash: esp32s3@{esp32_board.port}: check chip: found ESP32, but board esp32s3 "
         "is ESP32-S3; nothing was written (is this the right port?)"
     )
+
+
+def test_cli_flash_names_an_unreachable_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(combined_image(ESP32, app_image(ESP32)))
+    port = str(tmp_path / "ttyUSB9")
+    code = main(["flash", "--port", port, "--board", "esp32", "--firmware", str(image)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[0].startswith(f"rmbench: flash: esp32@{port}: connect: Could not open {port}")
+    assert err[1].startswith("rmbench: hint: check that the port exists and no other program")

@@ -79,7 +79,7 @@ def do_flash(args: argparse.Namespace) -> int:
     try:
         image = flash.inspect_image(_read_input(args.firmware, "firmware"), profile)
     except UsageError as e:
-        raise e.with_context(board=profile.name, port=args.port, step="check image") from e
+        raise e.with_context(board=profile.name, port=args.port) from e
     with _progress_display() as progress:
         result = flash.flash(
             args.port,

@@ -36,6 +36,7 @@ _PARTITION_MAGIC = b"\xaa\x50"
 _PARTITION_MD5 = b"\xeb\xeb"
 _NVS_TYPE, _NVS_SUBTYPE = 0x01, 0x02
 _NVS_LABEL = "nvs"  # the partition esp32.NVS opens
+_CHECK = "check image"
 _SERIAL_HINT = (
     "check that the port exists and no other program (mpremote, a serial monitor) holds it; "
     "if the board does not enter its bootloader by itself, hold BOOT and tap RESET"
@@ -121,14 +122,17 @@ def inspect_image(data: bytes, profile: BoardProfile) -> FirmwareImage:
     """
     if len(data) < 24 or data[0] != _IMAGE_MAGIC:
         first = f"0x{data[0]:02x}" if data else "nothing"
-        raise UsageError(f"image: not an ESP firmware image (wanted 0xe9 first, got {first})")
+        raise UsageError(
+            f"not an ESP firmware image (wanted 0xe9 first, got {first})", step=_CHECK
+        )
     (chip_id,) = struct.unpack_from("<H", data, 12)
     rom = _expected_rom(profile)
     if chip_id != rom.IMAGE_CHIP_ID:
         built_for = _chip_names().get(chip_id, f"chip id {chip_id}")
         raise UsageError(
-            f"image: built for {built_for}, but board {profile.name} is {rom.CHIP_NAME}; "
-            f"download the {profile.micropython_board} image ({profile.firmware_image})"
+            f"built for {built_for}, but board {profile.name} is {rom.CHIP_NAME}; "
+            f"download the {profile.micropython_board} image ({profile.firmware_image})",
+            step=_CHECK,
         )
     table_at = _PARTITION_TABLE - profile.flash_offset
     table = data[table_at : table_at + _PARTITION_TABLE_SIZE]
@@ -138,9 +142,10 @@ def inspect_image(data: bytes, profile: BoardProfile) -> FirmwareImage:
     if found != (profile.nvs_offset, profile.nvs_size):
         where = "no nvs partition" if found is None else f"nvs at 0x{found[0]:x}+0x{found[1]:x}"
         raise UsageError(
-            f"image: its partition table has {where}, but board {profile.name} keeps NVS at "
+            f"its partition table has {where}, but board {profile.name} keeps NVS at "
             f"0x{profile.nvs_offset:x}+0x{profile.nvs_size:x}; use an image with the standard "
-            "partition table"
+            "partition table",
+            step=_CHECK,
         )
     return FirmwareImage(data, profile.flash_offset, True, chip_id)
 
@@ -249,13 +254,12 @@ class _Steps:
             yield
         except BenchError as e:
             raise e.with_context(board=self.board, port=self.port, step=name) from e
-        except serial.SerialException as e:
-            raise FlashError(
-                str(e), board=self.board, port=self.port, step=name, hint=_SERIAL_HINT
-            ) from e
-        except (FatalError, OSError, struct.error) as e:
+        except (serial.SerialException, FatalError, OSError, struct.error) as e:
+            # A board that cannot be reached is most often a busy port or one not in its ROM
+            # bootloader: say so. esptool's messages run over lines; the first says it.
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise FlashError(reason, board=self.board, port=self.port, step=name) from e
+            hint = _SERIAL_HINT if name == "connect" else None
+            raise FlashError(reason, board=self.board, port=self.port, step=name, hint=hint) from e
 
 
 def _format_mac(mac: Any) -> str:
