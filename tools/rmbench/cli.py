@@ -15,7 +15,6 @@ from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
 from rmbench.service import commands as svc
 from rmbench.vboard import commands as vb
-from rmbench.vboard import commands as vb
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -63,17 +62,6 @@ COMMANDS: dict[str, Command | Group] = {
     ),
     "register": Command("register a board for self-claiming", svc.args_register, svc.do_register),
     "fault": Command("inject faults into a running service", svc.args_fault, svc.do_fault),
-    "vboard": Group(
-        "virtual boards: the MicroPython Unix port behind a pty, driven like a board",
-        {
-            "start": Command("start one; prints its serial port", vb.args_start, vb.do_start),
-            "stop": Command("stop boards (their files and NVS stay)", vb.args_stop, vb.do_stop),
-            "list": Command("list boards and their ports", vb.args_list, vb.do_list),
-            "power-cycle": Command(
-                "cut the power and restore it", vb.args_power_cycle, vb.do_power_cycle
-            ),
-        },
-    ),
     "vboard": Group(
         "virtual boards: the MicroPython Unix port behind a pty, driven like a board",
         {
