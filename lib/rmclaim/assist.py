@@ -13,7 +13,7 @@ def prepare_csr(node_id, matter=False):
 def accept_certificate(node_id, certificate, mqtt_host=None, mqtt_cred_host=None, claim_ca=None):
     # The verify reply the host relayed goes through the same checks as in a self-claim, and
     # only then is stored. -> Credentials
-    from rmclaim import csr, store
+    from rmclaim import claim, csr, store
     from rmclaim.errors import ClaimError, StoreError
 
     for name, v, optional in (
@@ -37,7 +37,7 @@ def accept_certificate(node_id, certificate, mqtt_host=None, mqtt_cred_host=None
         d = csr.decode_private_key(csr.pem_decode(pem, store.KEY_LABEL))
     except ValueError as e:
         raise StoreError("store: the stored key cannot be read (%s); prepare_csr again" % e) from e
-    store.check_certificate(csr.public_point(d), node_id, certificate, claim_ca)
+    claim.check_certificate(csr.public_point(d), node_id, certificate, claim_ca)
     st.save_identity(certificate, node_id, mqtt_host, mqtt_cred_host)
     return st.load()
 

@@ -4,7 +4,7 @@ import time
 
 from micropython import const
 
-from rmclaim.errors import ClaimError, ConfigError, QuotaExceeded, UnsupportedChip
+from rmclaim.errors import BadCertificate, ClaimError, ConfigError, QuotaExceeded, UnsupportedChip
 
 try:
     from time import ticks_diff, ticks_ms
@@ -105,6 +105,46 @@ def build_csr_pem(d, node_id, matter=False):
     return csr.pem_encode(der, "CERTIFICATE REQUEST")
 
 
+def check_certificate(point, node_id, certificate, claim_ca=None):
+    # The checks a certificate must pass before store.Store.save_identity may store it: its public
+    # key is ours (point: the 65-byte uncompressed public point of the stored key), its CN is
+    # the node id,
+    # it is signed by the claim CA (the pinned claim_ca PEM, or else a CA certificate sent
+    # with it over the pinned TLS session), and it has not expired (when the clock is set).
+    # Raises BadCertificate naming what failed.
+    from rmclaim import x509
+
+    try:
+        ders = x509.split_pem_chain(certificate)
+        dev = x509.parse_certificate(ders[0]) if ders else None
+        if claim_ca is not None:
+            cas = [x509.parse_certificate(der) for der in x509.split_pem_chain(claim_ca)]
+        else:
+            cas = [x509.parse_certificate(der) for der in ders[1:]]
+    except (ValueError, IndexError) as e:
+        raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
+    if dev is None:
+        raise BadCertificate("check: the reply holds no certificate")
+    if dev.public_key_point != point:
+        raise BadCertificate("check: the certificate is for another key, not this board's")
+    if dev.subject_cn != node_id:
+        raise BadCertificate(
+            "check: the certificate CN is %r, wanted the node id %r" % (dev.subject_cn, node_id)
+        )
+    for ca in cas:
+        if ca.subject_cn == dev.issuer_cn and x509.verify_signature(dev, ca):
+            break
+    else:
+        raise BadCertificate(
+            "check: the certificate (issuer %r) does not verify against the %s claim CA"
+            % (dev.issuer_cn, "pinned" if claim_ca is not None else "sent")
+        )
+    now = time.gmtime()
+    # Only with a set clock (an unset one starts in 2000): the firmware syncs it first.
+    if now[0] >= 2025 and tuple(now[:6]) > tuple(dev.not_after):
+        raise BadCertificate("check: the certificate expired at %r" % (dev.not_after,))
+
+
 def unload(*names):
     # Drop rmclaim modules a finished phase needed, so the next phase has their heap: on a
     # small board the whole library does not fit at once. Never errors: its classes must stay
@@ -156,19 +196,27 @@ def _identify(cfg, ev):
 def _prepare(cfg, ev, ident, mode, csr_cache):
     # The key (committed to NVS before any network call), its PEM and public point, the
     # pinned service CA as DER and, for self-claim, the CSR (its CN, the MAC, is known).
-    from rmclaim import csr, store, x509
+    from rmclaim import csr, store
 
     d, key_pem = ev.run("key", store.Store().load_or_create_key)
     point = csr.public_point(d)
     ca = None
     if cfg.ca is not None:
-        try:
-            ca = x509.split_pem_chain(cfg.ca)
-        except ValueError as e:
-            raise ConfigError("config: ca is not a usable PEM certificate: %s" % e) from e
+        # Each certificate of the PEM as DER (csr.pem_decode reads the first block of what it
+        # is given): x509, its usual splitter, would cost its heap in this phase.
+        ca = []
+        text = cfg.ca
+        mark = "-----BEGIN CERTIFICATE-----"
+        i = text.find(mark)
+        while i >= 0:
+            try:
+                ca.append(csr.pem_decode(text[i:], "CERTIFICATE"))
+            except ValueError as e:
+                raise ConfigError("config: ca is not a usable PEM certificate: %s" % e) from e
+            i = text.find(mark, i + len(mark))
     if mode == "self":
         csr_cache[ident.mac] = ev.run("csr", build_csr_pem, d, ident.mac, cfg.matter)
-    unload("x509", "csr", "p256", "asn1", "store")
+    unload("csr", "p256", "asn1", "store")
     return d, key_pem, point, ca
 
 
@@ -202,12 +250,12 @@ def _exchange(cfg, ev, ident, mode, uid, d, ca, csr_cache):
 
 def _finish(ev, key_pem, point, node_id, reply, claim_ca):
     # The checks, then the store; -> Credentials read back from NVS.
-    from rmclaim import store
-
     try:
-        ev.run("check", store.check_certificate, point, node_id, reply.certificate, claim_ca)
+        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
     finally:
         unload("x509", "csr", "p256", "asn1")
+    from rmclaim import store
+
     st = store.Store()
     if st.key_pem() != key_pem:
         raise ClaimError("store: the stored key changed during the claim; nothing stored")

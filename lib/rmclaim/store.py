@@ -1,10 +1,8 @@
 """Credentials in NVS (namespace rmaker_creds, RainMaker key names), in committed phases."""
 
-import time
-
 from micropython import const
 
-from rmclaim.errors import BadCertificate, StoreError
+from rmclaim.errors import StoreError
 
 NAMESPACE = "rmaker_creds"
 # The blobs, under RainMaker's own key names and with RainMaker's contents (no trailing NUL):
@@ -70,46 +68,6 @@ def _urandom(n):
     import os
 
     return os.urandom(n)
-
-
-def check_certificate(point, node_id, certificate, claim_ca=None):
-    # The checks a certificate must pass before Store.save_identity may store it: its public
-    # key is ours (point: the 65-byte uncompressed public point of the stored key), its CN is
-    # the node id,
-    # it is signed by the claim CA (the pinned claim_ca PEM, or else a CA certificate sent
-    # with it over the pinned TLS session), and it has not expired (when the clock is set).
-    # Raises BadCertificate naming what failed.
-    from rmclaim import x509
-
-    try:
-        ders = x509.split_pem_chain(certificate)
-        dev = x509.parse_certificate(ders[0]) if ders else None
-        if claim_ca is not None:
-            cas = [x509.parse_certificate(der) for der in x509.split_pem_chain(claim_ca)]
-        else:
-            cas = [x509.parse_certificate(der) for der in ders[1:]]
-    except (ValueError, IndexError) as e:
-        raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
-    if dev is None:
-        raise BadCertificate("check: the reply holds no certificate")
-    if dev.public_key_point != point:
-        raise BadCertificate("check: the certificate is for another key, not this board's")
-    if dev.subject_cn != node_id:
-        raise BadCertificate(
-            "check: the certificate CN is %r, wanted the node id %r" % (dev.subject_cn, node_id)
-        )
-    for ca in cas:
-        if ca.subject_cn == dev.issuer_cn and x509.verify_signature(dev, ca):
-            break
-    else:
-        raise BadCertificate(
-            "check: the certificate (issuer %r) does not verify against the %s claim CA"
-            % (dev.issuer_cn, "pinned" if claim_ca is not None else "sent")
-        )
-    now = time.gmtime()
-    # Only with a set clock (an unset one starts in 2000): the firmware syncs it first.
-    if now[0] >= 2025 and tuple(now[:6]) > tuple(dev.not_after):
-        raise BadCertificate("check: the certificate expired at %r" % (dev.not_after,))
 
 
 class Store:

@@ -185,11 +185,11 @@ def test_unreadable_key_without_certificate_replaced(mpy: Interpreter, board: Si
 
 
 CHECK = """
-from rmclaim import store
+from rmclaim import claim
 res = []
 for point, node_id, cert, claim_ca in ARGS:
     try:
-        store.check_certificate(bytes.fromhex(point), node_id, cert, claim_ca)
+        claim.check_certificate(bytes.fromhex(point), node_id, cert, claim_ca)
         res.append({"ok": True})
     except Exception as e:
         res.append(err(e))
