@@ -28,6 +28,15 @@ class Reply:
         self.retry_after = retry_after
 
 
+def _number(data, base=10):
+    # A non-negative integer from bytes, or -1 when it is not one.
+    try:
+        n = int(data, base)
+    except ValueError:
+        return -1
+    return n if n >= 0 else -1
+
+
 class _Stale(Exception):
     # A kept-alive connection the server had already closed before reading our request.
     pass
@@ -316,14 +325,9 @@ class Client:
     def _read_chunked(self):
         while True:
             line = self._read_until(b"\r\n", "chunk size")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise MalformedReply(
-                    "https: bad chunk size %r from %s" % (line[:20], self.host)
-                ) from None
+            size = _number(line.split(b";", 1)[0].strip(), 16)
             if size < 0:
-                raise MalformedReply("https: bad chunk size %r from %s" % (line[:20], self.host))
+                raise self._bad("chunk size", line)
             if size == 0:
                 break
             self._read_into(size, "chunked body")
@@ -333,30 +337,24 @@ class Client:
         while self._read_until(b"\r\n", "chunk trailer"):
             pass
 
+    def _bad(self, what, data):
+        return MalformedReply("https: bad %s %r from %s" % (what, data[:40], self.host))
+
     def _read_head(self, reused):
         while True:
             head = self._read_until(b"\r\n\r\n", "reply headers", reused)
             lines = head.split(b"\r\n")
             parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
-                raise MalformedReply(
-                    "https: bad status line %r from %s" % (lines[0][:40], self.host)
-                )
-            try:
-                status = int(parts[1])
-            except ValueError:
-                raise MalformedReply(
-                    "https: bad status line %r from %s" % (lines[0][:40], self.host)
-                ) from None
+            status = _number(parts[1]) if len(parts) > 1 and len(parts[1]) == 3 else -1
+            if status < 0 or not parts[0].startswith(b"HTTP/1."):
+                raise self._bad("status line", lines[0])
             if 100 <= status < 200:
                 continue  # 100 Continue and friends: the real reply follows
             fields = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(b":")
                 if not sep:
-                    raise MalformedReply(
-                        "https: bad header line %r from %s" % (line[:40], self.host)
-                    )
+                    raise self._bad("header line", line)
                 name = name.strip().lower()
                 if name in (
                     b"content-length",
@@ -429,14 +427,9 @@ class Client:
                 raise MalformedReply("https: unsupported transfer-encoding %r" % te)
             self._read_chunked()
         elif cl is not None:
-            try:
-                n = int(cl)
-            except ValueError:
-                raise MalformedReply(
-                    "https: bad content-length %r from %s" % (cl, self.host)
-                ) from None
+            n = _number(cl)
             if n < 0:
-                raise MalformedReply("https: bad content-length %r from %s" % (cl, self.host))
+                raise self._bad("content-length", cl)
             self._read_into(n, "body")
         else:
             # No length: the body ends when the server closes the connection.
