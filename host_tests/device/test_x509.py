@@ -355,8 +355,11 @@ CHAIN_SCRIPT = """
 import sys, json
 from rmclaim import x509
 for line in sys.stdin:
+    text = json.loads(line)
+    if isinstance(text, dict):
+        text = bytes.fromhex(text["hex"])
     try:
-        print(json.dumps([d.hex() for d in x509.split_pem_chain(json.loads(line))]))
+        print(json.dumps([d.hex() for d in x509.split_pem_chain(text)]))
     except ValueError as e:
         print(json.dumps("ValueError: " + str(e)))
 """
@@ -366,18 +369,20 @@ def test_split_pem_chain(interp: Interpreter, run_json: RunJSON, pki: dict[str, 
     leaf = pki["rainmaker"].public_bytes(PEM).decode()
     ca = pki["rsa_ca"].public_bytes(PEM).decode()
     body = ca.splitlines()[3]
-    texts = [
+    texts: list[Any] = [
         leaf + ca,  # what the claim service returns: device certificate, then the CA
         "intro\r\n" + leaf.replace("\n", "\r\n") + "between\n" + ca + "\n\n",
         leaf,
+        {"hex": leaf.encode().hex()},  # bytes work too
         "",
         "no certificates here",
+        {"hex": "ff" + leaf.encode().hex()},  # not UTF-8
         leaf + ca.replace("-----END CERTIFICATE-----", ""),
         leaf + ca.replace(body, body[:10] + "!" + body[11:]),
         leaf.replace("CERTIFICATE", "CERTIFICATE REQUEST"),
     ]
     results = run_json(interp, CHAIN_SCRIPT, texts)
     two = [pki["rainmaker"].public_bytes(DER).hex(), pki["rsa_ca"].public_bytes(DER).hex()]
-    assert results[:3] == [two, two, two[:1]]
-    for result in results[3:]:
+    assert results[:4] == [two, two, two[:1], two[:1]]
+    for result in results[4:]:
         assert isinstance(result, str) and result.startswith("ValueError: pem: "), result

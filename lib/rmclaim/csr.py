@@ -117,7 +117,10 @@ def pem_decode(text, label):
     # The DER of the first "-----BEGIN label-----" block of text (str or bytes); DERError if
     # there is none or its body is not clean base64.
     if not isinstance(text, str):
-        text = bytes(text).decode()
+        try:
+            text = bytes(text).decode()
+        except UnicodeError:
+            raise DERError("pem: %s text is not UTF-8" % label) from None
     begin = "-----BEGIN %s-----" % label
     end = "-----END %s-----" % label
     start = text.find(begin)

@@ -3,7 +3,8 @@
 # parse_certificate() checks the DER structure strictly (DERError on anything malformed) and
 # keeps the raw parts a signature check needs; it does not judge validity dates or names.
 # verify_signature() supports issuers with EC P-256 keys (ecdsa-with-SHA256) and RSA keys of
-# at least 2048 bits (sha256WithRSAEncryption, PKCS#1 v1.5, as the ESP RainMaker CA uses).
+# 2048 to 4096 bits with a public exponent below 2^32 (sha256WithRSAEncryption, PKCS#1 v1.5,
+# as the ESP RainMaker CA uses).
 
 import hashlib
 
@@ -37,6 +38,7 @@ _RSA_KEY = "1.2.840.113549.1.1.1"
 _CN = "2.5.4.3"
 _BASIC_CONSTRAINTS = "2.5.29.19"
 _MIN_RSA_BYTES = const(256)
+_MAX_RSA_BYTES = const(512)  # 4096 bits: more would take the device minutes
 # DigestInfo { sha256, NULL } header before the 32-byte hash (RFC 8017 section 9.2 note 1).
 _SHA256_INFO = b"010\r\x06\t`\x86H\x01e\x03\x04\x02\x01\x05\x00\x04 "
 
@@ -204,7 +206,10 @@ def split_pem_chain(text):
     from rmclaim.csr import pem_decode
 
     if not isinstance(text, str):
-        text = bytes(text).decode()
+        try:
+            text = bytes(text).decode()
+        except UnicodeError:
+            raise DERError("pem: certificate text is not UTF-8") from None
     chain = []
     begin = "-----BEGIN CERTIFICATE-----"
     start = text.find(begin)
@@ -225,7 +230,9 @@ def _rsa_verify(modulus, exponent, signature, digest):
     while m:
         m >>= 8
         size += 1
-    if size < _MIN_RSA_BYTES or len(signature) != size or exponent < 3 or not exponent & 1:
+    if not _MIN_RSA_BYTES <= size <= _MAX_RSA_BYTES or len(signature) != size:
+        return False
+    if exponent < 3 or not exponent & 1 or exponent >> 32:
         return False
     s = int.from_bytes(signature, "big")
     if s >= modulus:
