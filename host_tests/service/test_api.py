@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import http.client
 import json
@@ -11,13 +12,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rmbench.service import client
+from rmbench.service.app import create_app
+from rmbench.service.ca import load_or_create_authorities
 from rmbench.service.harness import RunningService, running_service
+from rmbench.service.logic import ClaimService, Settings
 from rmbench.service.store import Store
 
 from .helpers import (
@@ -571,3 +576,27 @@ def test_no_fault_endpoint_in_a_normal_run(tmp_path: Path) -> None:
         r = call(svc, "POST", "/_rmbench/faults", {"kind": "chunked"})
         assert failure(r) == (404, "Not Found")
         assert call(svc, "GET", "/mqtt_host").status == 200
+
+
+def test_an_internal_error_keeps_the_failure_shape(tmp_path: Path) -> None:
+    # In-process with a store that fails: the reply is still a framed failure, not a bare 500.
+    class BrokenStore(Store):
+        def unique_id(self, mac: str) -> bytes | None:
+            raise RuntimeError("disk on fire")
+
+    authorities = load_or_create_authorities(tmp_path)
+    app = create_app(ClaimService(BrokenStore(tmp_path / "db"), authorities.claim, Settings()))
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+            body = {"mac_addr": "7CDFA100033B", "platform": "esp32s3"}
+            return await c.post("/claim/initiate", json=body)
+
+    r = asyncio.run(go())
+    assert r.status_code == 500
+    assert r.headers["content-length"] == str(len(r.content))
+    assert r.json() == {
+        "status": "failure",
+        "description": "Internal error in the local claiming service",
+    }
