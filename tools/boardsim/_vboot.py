@@ -1,10 +1,12 @@
 """Virtual board start-up: the Unix port's stand-in for the ESP32's frozen _boot.py."""
 
-# Run by the virtual board's supervisor (rmbench.vboard) as
-#   micropython -X heapsize=N -i _vboot.py MODE
-# MODE "full" runs boot.py then main.py (power-on, machine.reset(), soft reset from the friendly
-# REPL); "raw" runs only boot.py (soft reset from the raw REPL, as the ESP32 port does). `-i`
-# then drops into the REPL, which the supervisor relays to the serial side.
+# The virtual board's supervisor (rmbench.vboard) compiles these modules with mpy-cross (so
+# they cost the board's heap what builtins would: little) and runs
+#   micropython -X heapsize=N -i _vboot_launch.py MODE
+# where _vboot_launch.py is `import _vboot; _vboot.start(globals()); del _vboot`. MODE "full" runs
+# boot.py then main.py (power-on, machine.reset(), soft reset from the friendly REPL); "raw"
+# runs only boot.py (soft reset from the raw REPL, as the ESP32 port does). `-i` then drops
+# into the REPL, which the supervisor relays to the serial side.
 # Markers for the supervisor go out as OSC escapes (ESC ] rmvb:<event> BEL) and never reach
 # the serial side: "ready" (filesystem up: host input may flow), "repl" (the REPL starts
 # next), "softreset" (main.py asked for a soft reset: sys.exit()).
@@ -117,7 +119,7 @@ def _print_exception(e):
     buf = io.StringIO()
     sys.print_exception(e, buf)
     for line in buf.getvalue().split("\n"):
-        if line and "_vboot.py" not in line:
+        if line and "_vboot" not in line:
             print(line)
 
 
@@ -147,21 +149,7 @@ def _boot(mode, g):
     return True
 
 
-def _start():
+def start(g):
+    # g: the globals of __main__, where boot.py and main.py run, as on the board.
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
-    _mark("repl" if _boot(mode, globals()) else "softreset")
-
-
-# Leave __main__ as a board leaves it: only what boot.py and main.py defined (and os, sys).
-_start()
-for _name in (
-    "_BoardFS",
-    "_mark",
-    "_mount",
-    "_print_exception",
-    "_run",
-    "_boot",
-    "_start",
-    "_name",
-):
-    globals().pop(_name, None)
+    _mark("repl" if _boot(mode, g) else "softreset")

