@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from rmbench import __version__
+from rmbench import deploy_cli as dep
 from rmbench import factory_cli as fac
 from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
@@ -62,6 +63,11 @@ COMMANDS: dict[str, Command | Group] = {
     ),
     "register": Command("register a board for self-claiming", svc.args_register, svc.do_register),
     "fault": Command("inject faults into a running service", svc.args_fault, svc.do_fault),
+    "deploy": Command(
+        "copy the library (compiled), firmware and claim config to a board",
+        dep.args_deploy,
+        dep.do_deploy,
+    ),
     "vboard": Group(
         "virtual boards: the MicroPython Unix port behind a pty, driven like a board",
         {

@@ -141,7 +141,7 @@ def compile_modules(
 def bundle(
     mpy_version: str,
     *,
-    config: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | ClaimConfig | None,
     lib_dir: Path = LIB_DIR,
     firmware_dir: Path = FIRMWARE_DIR,
     progress: Callable[[DeployProgress], None] | None = None,
@@ -175,9 +175,63 @@ def bundle(
     return files
 
 
-def config_json(config: Mapping[str, Any]) -> bytes:
+def config_json(config: Mapping[str, Any] | ClaimConfig) -> bytes:
     """The /rmclaim.json text for `config` (keys as rmclaim's config documents them)."""
-    return (json.dumps(dict(config), indent=1, sort_keys=True) + "\n").encode()
+    data = config.as_dict() if isinstance(config, ClaimConfig) else dict(config)
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class ClaimConfig:
+    """What /rmclaim.json holds (rmclaim's config keys); None leaves a key to its default."""
+
+    service_url: str
+    ca: str | None = None
+    claim_ca: str | None = None
+    mode: str | None = None
+    access_token: str | None = None
+    allow_insecure_http: bool | None = None
+    max_attempts: int | None = None
+    backoff_base_s: float | None = None
+    backoff_cap_s: float | None = None
+    timeout_s: float | None = None
+    matter: bool | None = None
+    wifi_ssid: str | None = None
+    wifi_password: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in ("self", "token", "auto"):
+            raise UsageError(f"mode must be self, token or auto, got {self.mode!r}")
+        if self.mode == "token" and not self.access_token:
+            raise UsageError("mode token needs an access token (--token)")
+        if self.service_url.startswith("https://") and self.ca is None:
+            raise UsageError(
+                "an https service needs the CA that signs its certificate",
+                hint="give --ca FILE, or --service-dir DIR of a local service",
+            )
+        if not self.service_url.startswith(("https://", "http://")):
+            raise UsageError(f"service URL must start with https://, got {self.service_url!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object, without the keys left to their defaults."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+def local_service(state_dir: Path) -> tuple[str, str]:
+    """The URL and server CA (PEM) of a local claiming service (`rmbench serve`) state dir.
+
+    Raises:
+        UsageError: the folder holds no running service's server.json or no server CA.
+    """
+    try:
+        info = json.loads((state_dir / "server.json").read_text())
+        ca_pem = (state_dir / "server-ca.pem").read_text()
+    except (OSError, ValueError) as e:
+        raise UsageError(
+            f"{state_dir} is not the state folder of a started local service ({e})",
+            hint="start one: rmbench serve --state-dir DIR",
+        ) from e
+    return str(info["url"]), ca_pem
 
 
 # Runs on the board: SHA-256 (hex) of each listed file that exists, and the names in /lib/rmclaim.
@@ -209,7 +263,7 @@ del _h, _l
 def deploy(
     board: Board,
     *,
-    config: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | ClaimConfig | None,
     firmware_dir: Path = FIRMWARE_DIR,
     lib_dir: Path = LIB_DIR,
     force: bool = False,

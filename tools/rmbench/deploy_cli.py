@@ -1,0 +1,116 @@
+"""CLI handler for `rmbench deploy` (parse, call rmbench.deploy, render)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rmbench.board import open_board
+from rmbench.deploy import ClaimConfig, DeployProgress, deploy, local_service
+from rmbench.errors import UsageError
+
+
+def _text(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from e
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The /rmclaim.json options (shared with other commands that write the config)."""
+    g = p.add_argument_group("claim config (/rmclaim.json)")
+    g.add_argument("--config", type=Path, metavar="FILE", help="start from this JSON file")
+    g.add_argument(
+        "--service-dir",
+        type=Path,
+        metavar="DIR",
+        help="take the URL and CA of the local service started with this --state-dir",
+    )
+    g.add_argument("--service-url", help="claiming service URL (https://...)")
+    g.add_argument("--ca", type=Path, metavar="FILE", help="PEM of the CA of the service's TLS")
+    g.add_argument("--claim-ca", type=Path, metavar="FILE", help="PEM of the CA of device certs")
+    g.add_argument("--mode", choices=("self", "token", "auto"), help="claim mode (default auto)")
+    g.add_argument("--token", help="a user's access token, for token claims")
+    g.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
+    g.add_argument("--wifi-password", help="its password")
+    g.add_argument("--insecure-http", action="store_true", help="allow http:// (bench only)")
+    g.add_argument("--max-attempts", type=int, help="claim rounds before giving up (0: never)")
+    g.add_argument("--backoff-base", type=float, metavar="S", help="first retry delay (s)")
+    g.add_argument("--backoff-cap", type=float, metavar="S", help="longest retry delay (s)")
+    g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout (s)")
+    g.add_argument("--matter", action="store_true", help="claim a Matter certificate")
+
+
+def config_from_args(args: argparse.Namespace) -> ClaimConfig:
+    """The ClaimConfig the config options describe (options override --config/--service-dir)."""
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            base = json.loads(_text(args.config, "--config") or "{}")
+        except ValueError as e:
+            raise UsageError(f"--config {args.config}: not JSON: {e}") from e
+        if not isinstance(base, dict):
+            raise UsageError(f"--config {args.config}: wanted a JSON object")
+    if args.service_dir is not None:
+        base["service_url"], base["ca"] = local_service(args.service_dir)
+    given = {
+        "service_url": args.service_url,
+        "ca": _text(args.ca, "--ca"),
+        "claim_ca": _text(args.claim_ca, "--claim-ca"),
+        "mode": args.mode,
+        "access_token": args.token,
+        "wifi_ssid": args.wifi_ssid,
+        "wifi_password": args.wifi_password,
+        "allow_insecure_http": True if args.insecure_http else None,
+        "max_attempts": args.max_attempts,
+        "backoff_base_s": args.backoff_base,
+        "backoff_cap_s": args.backoff_cap,
+        "timeout_s": args.timeout,
+        "matter": True if args.matter else None,
+    }
+    base.update({k: v for k, v in given.items() if v is not None})
+    if "service_url" not in base:
+        raise UsageError(
+            "no service URL", hint="give --service-url URL --ca FILE, or --service-dir DIR"
+        )
+    try:
+        return ClaimConfig(**base)
+    except TypeError as e:
+        raise UsageError(f"config: {e}") from e
+
+
+def args_deploy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", required=True, help="serial port of the board (or /dev/pts/N)")
+    p.add_argument("--board", required=True, help="board profile, e.g. esp32s3 (rmbench boards)")
+    p.add_argument("--keep-config", action="store_true", help="leave the board's /rmclaim.json")
+    p.add_argument("--force", action="store_true", help="write files even when unchanged")
+    p.add_argument("--reset", action="store_true", help="hard-reset the board afterwards")
+    add_config_arguments(p)
+
+
+def do_deploy(args: argparse.Namespace) -> int:
+    config = None if args.keep_config else config_from_args(args)
+
+    def show(p: DeployProgress) -> None:
+        if p.step in ("write", "remove"):
+            print(f"  {p.step:6} {p.path}", file=sys.stderr)
+
+    board = open_board(port=args.port, board=args.board)
+    try:
+        result = deploy(board, config=config, force=args.force, progress=show)
+        if args.reset:
+            board.reset()
+    finally:
+        board.close()
+    print(
+        f"deployed to {board.name} on {result.port} (.mpy v{result.mpy_version}): "
+        f"{result.written} written, {result.unchanged} unchanged, {result.removed} removed "
+        f"in {result.seconds:.1f} s" + ("; reset" if args.reset else "")
+    )
+    return 0
