@@ -56,5 +56,16 @@ flash: setup ## flash MicroPython, keeping a claimed identity: PORT= BOARD= FIRM
 	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)$(call need,FIRMWARE,ESP32_GENERIC_S3-20260406-v1.28.0.bin)
 	$(RMBENCH) flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(call yes,$(ERASE)),--erase)
 
+# --- virtual boards, the demo and the bench suite on real boards (issue 5) ---------------------------
+PORTS = $(foreach p,$(PORT),--port $(p))
+
+.PHONY: demo hil
+demo: setup ## the story on a virtual board: self-claim on first boot (BOARD=esp32: token claim)
+	$(RMBENCH) demo --board $(or $(BOARD),esp32s3)
+
+hil: setup ## the bench suite on real boards: PORT=/dev/ttyUSB0 (or "PORT=/dev/ttyUSB0 /dev/ttyUSB1") BOARD=esp32s3
+	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)
+	$(PY) -m pytest host_tests/bench $(PORTS) --board $(BOARD) $(PYTEST_ARGS)
+
 clean: ## remove build outputs (keeps .venv/)
 	rm -rf build .pytest_cache .hypothesis .mypy_cache .ruff_cache

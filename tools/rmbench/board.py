@@ -223,6 +223,41 @@ class Board(ABC):
             raise BoardError(f"unparsable status line {m.group(0)!r}", board=self.name)
         return line
 
+    def watch_status(
+        self,
+        since: int,
+        *,
+        until: tuple[str, str] = ("claimed", "ok"),
+        timeout: float = 120.0,
+        on_line: Callable[[StatusLine], None] | None = None,
+    ) -> list[StatusLine]:
+        """Follow main.py's status lines from `since` until `until` (step, outcome) shows.
+
+        Each new line goes to `on_line` as it arrives. Returns every line seen.
+        Raises:
+            BoardError: `until` did not show within `timeout` (the output tail, the log).
+        """
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            lines = self.status_lines(since)
+            for line in lines[seen:]:
+                if on_line is not None:
+                    on_line(line)
+                if (line.step, line.outcome) == until:
+                    return lines[: lines.index(line) + 1]
+            seen = len(lines)
+            if time.monotonic() > deadline:
+                where = f"; log: {self.log}" if self.log else ""
+                raise BoardError(
+                    f"timed out after {timeout:g} s waiting for step={until[0]} {until[1]}"
+                    f"{where}; output:\n{self.output(since)[-1500:]}",
+                    board=self.name,
+                    port=self.port,
+                    step=f"status step={until[0]} {until[1]}",
+                )
+            self._pump(0.1)
+
     # --- the REPL ------------------------------------------------------------------------
 
     def _raw(self) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from rmbench import __version__
+from rmbench import demo_cli as demo
 from rmbench import deploy_cli as dep
 from rmbench import factory_cli as fac
 from rmbench.errors import BenchError, UsageError
@@ -67,6 +68,9 @@ COMMANDS: dict[str, Command | Group] = {
         "copy the library (compiled), firmware and claim config to a board",
         dep.args_deploy,
         dep.do_deploy,
+    ),
+    "demo": Command(
+        "a virtual board claims itself against the local service", demo.args_demo, demo.do_demo
     ),
     "vboard": Group(
         "virtual boards: the MicroPython Unix port behind a pty, driven like a board",

@@ -1,0 +1,48 @@
+"""CLI handler for `rmbench demo` (the story `make demo` tells)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rmbench.board import StatusLine
+from rmbench.demo import DEFAULT_WORKDIR, run_demo
+from rmbench.errors import BenchError
+
+
+def args_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--board", default="esp32s3", help="board profile (default esp32s3; esp32: token claim)"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        metavar="DIR",
+        help=f"the demo's folder, emptied first (default {DEFAULT_WORKDIR})",
+    )
+
+
+def do_demo(args: argparse.Namespace) -> int:
+    def say(line: str) -> None:
+        print(f"demo: {line}", flush=True)
+
+    def show(line: StatusLine) -> None:
+        print(f"  board> {line.line}", flush=True)
+
+    r = run_demo(args.board, workdir=args.workdir, emit=say, on_status=show)
+    way = "self-claimed (eFuse challenge-response)" if r.mode == "self" else "claimed with a token"
+    print()
+    print(f"{r.board} {r.mac} {way} on first boot:")
+    print(f"  node id      {r.node_id}")
+    print(f"  subject      {r.subject}")
+    print(f"  issuer       {r.issuer}")
+    print(f"  expires      {r.not_after:%Y-%m-%d %H:%M:%S} UTC")
+    print(f"  time taken   {r.claim_seconds:.2f} s from reset to stored credentials")
+    if not r.second_boot_stored or {"initiate", "verify"} & set(r.second_boot_steps):
+        raise BenchError(
+            "the second boot claimed again: " + " ".join(r.second_boot_steps), step="reboot"
+        )
+    print("  reboot       identity read from NVS, no claim: " + " ".join(r.second_boot_steps))
+    print(f"everything the demo started is stopped; logs in {args.workdir}")
+    return 0
