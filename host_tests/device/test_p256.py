@@ -52,7 +52,8 @@ d = int(v["private_key"], 16)
 x, y = p256.public_key(d)
 sigs = []
 for case in v["cases"]:
-    sigs.append(["%x" % n for n in p256.sign(d, hashlib.sha256(case["message"].encode()).digest())])
+    digest = hashlib.sha256(case["message"].encode()).digest()
+    sigs.append(["%x" % n for n in p256.sign(d, digest)])
 print(json.dumps({"x": "%x" % x, "y": "%x" % y, "sigs": sigs, "stats": p256.STATS,
                   "file": p256.__file__, "table": p256._TABLE}))
 """
