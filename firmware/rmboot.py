@@ -11,10 +11,10 @@
 # app. An error line names its class, the one the status LED shows.
 #
 # Status LED (the board's LED pin, below): connecting = slow blink (500 ms on, 500 ms off)
-# while Wi-Fi associates and the clock syncs; claiming = steady on; claimed = three short
-# flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart) then 1 s dark,
-# repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4, quota 5, config 6,
-# device 7.
+# while Wi-Fi associates and the clock syncs; claiming = steady on; claimed = 200 ms dark,
+# three short flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart)
+# then 1 s dark, repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4,
+# quota 5, config 6, device 7.
 #
 # A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
 # reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
@@ -344,8 +344,9 @@ def main():
         status("backoff", "wait", (("s", delay), ("class", failure.cls), ("round", round_no)))
         led.error_wait(failure.cls, delay)
     done = (("node_id", creds.node_id), ("stored", stored), ("rounds", round_no), ("ms", _ms(t0)))
+    led.set(False)
+    time.sleep_ms(200)
     for _ in range(3):
         led.blink(100, 100)
-    led.set(False)
     status("claimed", "ok", done)  # after the flashes: the LED is settled when this shows
     return creds

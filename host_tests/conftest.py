@@ -23,6 +23,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="serial port of a real board (repeat for several); default: virtual boards",
     )
     group.addoption("--board", default=None, help="board profile name, e.g. esp32s3")
+    group.addoption("--wifi-ssid", default=None, help="Wi-Fi the real boards join (bench tests)")
+    group.addoption("--wifi-password", default=None, help="its password")
+    group.addoption(
+        "--service-host",
+        default=None,
+        help="this machine's address as real boards reach it (the bench tests' local service)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,154 @@
+"""Bench fixtures: `board` (one Board: real with --port, else virtual), `boards`, the service.
+
+Precedence for which board a test gets (STYLE 4.2): a test's
+`@pytest.mark.parametrize("board", ["esp32"], indirect=True)`, then --board, then esp32s3.
+With --port, every test drives that real board; a test whose parametrized profile differs,
+or that `@pytest.mark.needs(...)` a capability the board lacks, is skipped with the reason.
+
+Boards are shared by the tests of a session (one per profile): each test starts from a known
+state through `prepare()`, as it must on a real bench with one board.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from rmbench import BUILD_DIR
+from rmbench.board import Board, SerialBoard, VirtualBoard
+from rmbench.profiles import get_profile
+from rmbench.service.harness import RunningService, running_service
+
+from .helpers import BenchSetup
+
+DEFAULT_BOARD = "esp32s3"
+LOG_DIR = BUILD_DIR / "bench-logs"
+
+
+def _virtual_capabilities(profile: str) -> frozenset[str]:
+    p = get_profile(profile)
+    caps = {"virtual", "power_cut"}
+    if p.wifi:
+        caps.add("wifi")
+    if p.efuse_unique_id is not None:
+        caps.add("efuse_unique_id")
+    return frozenset(caps)
+
+
+def _wanted_profile(request: pytest.FixtureRequest) -> str:
+    param = getattr(request, "param", None)
+    return str(param or request.config.getoption("--board") or DEFAULT_BOARD)
+
+
+@pytest.fixture(scope="session")
+def bench_service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """The local claiming service for the whole bench session (faults on).
+
+    On a real bench the boards reach it at --service-host (this machine's address on the
+    boards' Wi-Fi); virtual boards use loopback.
+    """
+    host = request.config.getoption("--service-host")
+    kwargs: dict[str, object] = {}
+    if host:
+        kwargs = {"host": "0.0.0.0", "names": [host]}
+    with running_service(tmp_path_factory.mktemp("bench-service"), **kwargs) as svc:  # type: ignore[arg-type]
+        if host:
+            svc.base_url = re.sub(r"//[^:/]+", f"//{host}", svc.base_url, count=1)
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def _board_pool() -> Iterator[dict[str, Board]]:
+    # One board per profile (or port) for the session, closed (virtual ones stopped) at its end.
+    pool: dict[str, Board] = {}
+    yield pool
+    for b in pool.values():
+        b.close()
+
+
+@pytest.fixture
+def board(
+    request: pytest.FixtureRequest,
+    _board_pool: dict[str, Board],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Board]:
+    """The board under test: the real one on --port, or a virtual board of the wanted profile."""
+    profile = _wanted_profile(request)
+    ports: list[str] = request.config.getoption("--port")
+    needs = [m.args[0] for m in request.node.iter_markers("needs")]
+    if ports:
+        cli_profile = request.config.getoption("--board") or DEFAULT_BOARD
+        if profile != cli_profile:
+            pytest.skip(f"needs board {profile}; the board under test is {cli_profile}")
+        caps = SerialBoard(ports[0], get_profile(cli_profile)).capabilities
+    else:
+        caps = _virtual_capabilities(profile)
+    for cap in needs:
+        if cap not in caps:
+            pytest.skip(
+                f"needs {cap}, which {profile} on {ports[0] if ports else 'a virtual board'} lacks"
+            )
+    key = ports[0] if ports else profile
+    b = _board_pool.get(key)
+    if b is None:
+        if ports:
+            b = SerialBoard(ports[0], get_profile(profile))
+        else:
+            root = tmp_path_factory.getbasetemp() / "vboards"
+            b = VirtualBoard.start(profile, name=f"bench-{profile}", root=root)
+        _board_pool[key] = b
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    b.log = LOG_DIR / (re.sub(r"[^\w.-]+", "_", request.node.name) + ".log")
+    b.log.write_text(f"# {request.node.nodeid} on {b!r}\n")
+    yield b
+    b.log = None
+
+
+@pytest.fixture
+def boards(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Board]]:
+    """Several boards: each --port, or two new virtual boards of --board's profile."""
+    ports: list[str] = request.config.getoption("--port")
+    profile = request.config.getoption("--board") or DEFAULT_BOARD
+    made: list[Board] = []
+    try:
+        if ports:
+            made = [SerialBoard(p, get_profile(profile)) for p in ports]
+        else:
+            root = tmp_path_factory.mktemp("vboards-multi")
+            made = [VirtualBoard.start(profile, name=f"multi-{i}", root=root) for i in (1, 2)]
+        yield made
+    finally:
+        for b in made:
+            b.close()
+
+
+@pytest.fixture
+def bench(
+    request: pytest.FixtureRequest, board: Board, bench_service: RunningService
+) -> BenchSetup:
+    """Helpers bound to this test's board and the service (see helpers.BenchSetup)."""
+    return BenchSetup(
+        board=board,
+        service=bench_service,
+        wifi=(
+            request.config.getoption("--wifi-ssid"),
+            request.config.getoption("--wifi-password"),
+        ),
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Unknown capability names are a typo: fail loudly instead of skipping for ever.
+    from rmbench.board import CAPABILITIES
+
+    for item in items:
+        for mark in item.iter_markers("needs"):
+            if not mark.args or mark.args[0] not in CAPABILITIES:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: needs({mark.args}) is not one of {CAPABILITIES}"
+                )
