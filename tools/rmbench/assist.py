@@ -8,7 +8,7 @@ certificate is always checked against the key it is meant for before anything is
 from __future__ import annotations
 
 import json
-import re
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +19,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rmbench.errors import ServiceError, UsageError
-from rmbench.service import client
-
-_MAC_RE = re.compile(r"[0-9A-F]{12}")
+from rmbench import devicecalls
+from rmbench.board import Board
+from rmbench.errors import BenchError, ServiceError, UsageError
+from rmbench.flash import ProgressFn
+from rmbench.service import accounts, client
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ class Issued:
     certificate: str
     mqtt_host: str | None
     mqtt_cred_host: str | None
-
-
-def normalise_mac(mac: str) -> str:
-    """12 upper-case hex digits, as the claiming API wants; separators are dropped."""
-    value = mac.replace(":", "").replace("-", "").strip().upper()
-    if not _MAC_RE.fullmatch(value):
-        raise UsageError(f"MAC {mac!r}: wanted 12 hex digits, e.g. 7CDFA1E25EA0")
-    return value
 
 
 def _call(target: ServiceTarget, step: str, method: str, path: str, body: Any = None) -> Any:
@@ -108,7 +101,7 @@ def initiate(target: ServiceTarget, mac: str, platform: str) -> str:
     Raises:
         ServiceError: refused (the service's description is quoted) or unreachable.
     """
-    body = {"mac_addr": normalise_mac(mac), "platform": platform}
+    body = {"mac_addr": accounts.normalize_mac(mac), "platform": platform}
     obj = _call(target, "initiate", "POST", "/claim/initiate", body)
     return _text(obj, "node_id", "initiate")
 
@@ -157,3 +150,96 @@ def check_certificate(
                 f"certificate: not issued by the CA sent with it: {e}", step="check"
             ) from e
     return cert
+
+
+# --- the host-assisted claim of a board ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The outcome of `claim` for one board."""
+
+    board: str
+    port: str
+    mac: str
+    node_id: str
+    already: bool  # the board was claimed before: nothing was requested
+    mqtt_host: str | None
+    seconds: float
+
+
+def claim(
+    board: Board,
+    target: ServiceTarget,
+    *,
+    claim_ca: str | None = None,
+    info: devicecalls.DeviceInfo | None = None,
+    progress: ProgressFn | None = None,
+) -> ClaimResult:
+    """Claim a board with the user's token; the key and CSR are made on the board.
+
+    Steps: identify (MAC and platform from the board), stored (a claimed board is left as it
+    is), initiate (the service assigns the node id), csr (made on the board), verify (the
+    service signs it), store (the board checks the certificate against its key, CN and CA, and
+    only then stores it).
+
+    Args:
+        board: a board with the device library deployed.
+        target: the claiming service and the user's token.
+        claim_ca: PEM of the CA that must sign the certificate; None trusts the CA sent with it.
+        info: the board's device_info when the caller read it already.
+        progress: called with (step, 0, 0) as each step starts.
+
+    Returns:
+        The node id and MQTT host now stored on the board.
+
+    Raises:
+        ServiceError: the service refused (its description quoted) or is unreachable.
+        DeviceError: the board refused the certificate (nothing stored) or failed.
+        UsageError: the device library is not on the board.
+    """
+    t0 = time.monotonic()
+
+    def step(name: str) -> str:
+        if progress is not None:
+            progress(name, 0, 0)
+        return name
+
+    name = "identify"
+    try:
+        if info is None:
+            name = step("identify")
+            info = devicecalls.device_info(board)
+        name = step("stored")
+        stored = devicecalls.load_credentials(board)
+        if stored is not None:
+            return ClaimResult(
+                board.name,
+                board.port,
+                info.mac,
+                stored.node_id,
+                True,
+                stored.mqtt_host,
+                time.monotonic() - t0,
+            )
+        name = step("initiate")
+        node_id = initiate(target, info.mac, info.platform)
+        name = step("csr")
+        csr = devicecalls.prepare_csr(board, node_id)
+        name = step("verify")
+        issued = verify(target, csr)
+        name = step("store")
+        stored = devicecalls.accept_certificate(
+            board, node_id, issued.certificate, issued.mqtt_host, issued.mqtt_cred_host, claim_ca
+        )
+    except BenchError as e:
+        raise e.with_context(board=board.name, port=board.port, step=name) from e
+    return ClaimResult(
+        board.name,
+        board.port,
+        info.mac,
+        stored.node_id,
+        False,
+        stored.mqtt_host,
+        time.monotonic() - t0,
+    )

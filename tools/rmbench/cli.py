@@ -87,6 +87,13 @@ COMMANDS: dict[str, Command | Group] = {
     "nvs-image": Command(
         "NVS image with a host-made identity (factory)", fac.args_nvs_image, fac.do_nvs_image
     ),
+    "provision": Command("write a validated /rmclaim.json", fac.args_provision, fac.do_provision),
+    "claim": Command("host-assisted claim (key made on the board)", fac.args_claim, fac.do_claim),
+    "status": Command("identity of one board or all", fac.args_status, fac.do_status),
+    "fleet": Group(
+        "many boards in parallel",
+        {"claim": Command("claim them, with a report", fac.args_fleet_claim, fac.do_fleet_claim)},
+    ),
 }
 
 

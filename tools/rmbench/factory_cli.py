@@ -1,16 +1,23 @@
-"""CLI handlers for the bench and factory commands: flash, nvs-image (parse, call, render)."""
+"""CLI handlers for the bench and factory commands (parse, call the operation, render): flash,
+nvs-image, provision, claim, status, fleet; `register --port` reads through rmbench.register."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from rmbench import flash
-from rmbench.errors import UsageError
+from rmbench.assist import ServiceTarget
+from rmbench.board import Board, open_board
+from rmbench.boardsim import DEFAULT_WIFI
+from rmbench.deploy import local_service
+from rmbench.deploy_cli import add_config_arguments, config_from_args
+from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import get_profile
 
 _BEFORE = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
@@ -186,3 +193,235 @@ def _write_private(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror or e}") from e
+
+
+# --- provision, claim, status -------------------------------------------------------------------
+
+
+@contextmanager
+def _opened(port: str, board: str) -> Iterator[Board]:
+    b = open_board(port=port, board=board)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _board_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", required=True, help="serial port of the board (or /dev/pts/N)")
+    p.add_argument("--board", required=True, help="board profile, e.g. esp32s3 (rmbench boards)")
+
+
+def args_provision(p: argparse.ArgumentParser) -> None:
+    _board_arguments(p)
+    add_config_arguments(p)
+
+
+def do_provision(args: argparse.Namespace) -> int:
+    from rmbench import provision
+
+    config = config_from_args(args)
+    profile = get_profile(args.board)
+    try:
+        provision.validate(config, profile)  # before the board is even opened
+    except UsageError as e:
+        raise e.with_context(board=profile.name, port=args.port, step="validate") from e
+    with _opened(args.port, args.board) as b:
+        result = provision.provision(b, config)
+    print(
+        f"{result.board}@{result.port}: wrote {result.path} ({', '.join(result.keys)}) "
+        f"in {result.seconds:.1f} s"
+    )
+    return 0
+
+
+def _service_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the claiming service")
+    g.add_argument("--token", required=True, help="the user's access token")
+    g.add_argument(
+        "--service-dir",
+        type=Path,
+        metavar="DIR",
+        help="the local service started with this --state-dir (gives URL and CA)",
+    )
+    g.add_argument("--service-url", help="claiming service base URL (https://HOST:PORT)")
+    g.add_argument("--ca", type=Path, metavar="FILE", help="PEM of the CA of the service's TLS")
+    g.add_argument(
+        "--claim-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM of the CA that must sign device certificates (default: the one sent with it)",
+    )
+
+
+def _service_target(args: argparse.Namespace) -> tuple[ServiceTarget, str | None]:
+    # The service, the user, and the pinned claim CA (PEM) the options name.
+    url, ca_file = args.service_url, args.ca
+    if args.service_dir is not None:
+        url = url or local_service(args.service_dir)[0]
+        ca_file = ca_file or args.service_dir / "server-ca.pem"
+    if url is None:
+        raise UsageError(
+            "no service URL", hint="give --service-url URL --ca FILE, or --service-dir DIR"
+        )
+    claim_ca = None
+    if args.claim_ca is not None:
+        claim_ca = _read_input(args.claim_ca, "--claim-ca").decode(errors="replace")
+    return ServiceTarget(url, ca_file, args.token), claim_ca
+
+
+def args_claim(p: argparse.ArgumentParser) -> None:
+    _board_arguments(p)
+    _service_arguments(p)
+
+
+def do_claim(args: argparse.Namespace) -> int:
+    from rmbench import assist
+
+    target, claim_ca = _service_target(args)
+    with _opened(args.port, args.board) as b:
+        result = assist.claim(b, target, claim_ca=claim_ca)
+    if result.already:
+        print(f"{result.board}@{result.port}: already claimed as {result.node_id}; nothing done")
+        return 0
+    print(
+        f"{result.board}@{result.port}: claimed as {result.node_id} (MAC {result.mac}) in "
+        f"{result.seconds:.1f} s; MQTT host {result.mqtt_host or '(firmware default)'}"
+    )
+    return 0
+
+
+def args_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        help="a board's serial port (repeat for several; default: every running virtual board)",
+    )
+    p.add_argument("--board", help="board profile of the boards on --port (e.g. esp32s3)")
+
+
+def do_status(args: argparse.Namespace) -> int:
+    from rmbench import status, vboard
+    from rmbench.board import VirtualBoard
+
+    boards: list[Callable[[], Board]] = []
+    if args.port:
+        if args.board is None:
+            raise UsageError("--board is needed with --port (the profile of those boards)")
+        boards = [partial(open_board, port=port, board=args.board) for port in args.port]
+    else:
+        boards = [partial(VirtualBoard, info) for info in vboard.list_boards() if info.running]
+        if not boards:
+            raise UsageError(
+                "no running virtual boards; give --port (and --board) for real boards"
+            )
+    failures = 0
+    for make in boards:
+        b = make()
+        try:
+            print(status.describe(status.status(b)))
+        except BenchError as e:
+            failures += 1
+            print(f"{b.name}@{b.port}: status failed: {e.step or ''}: {e.reason}", file=sys.stderr)
+        finally:
+            b.close()
+    return 2 if failures else 0
+
+
+# --- fleet --------------------------------------------------------------------------------------
+
+
+def args_fleet_claim(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help="board profile of every board, e.g. esp32s3")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--port", action="append", help="a board's serial port (repeat)")
+    which.add_argument("--vboards", type=int, metavar="N", help="start N virtual boards")
+    p.add_argument(
+        "--firmware",
+        type=Path,
+        metavar="FILE",
+        help="flash this MicroPython image first (real ports; NVS is kept as rmbench flash does)",
+    )
+    p.add_argument(
+        "--wifi-ssid",
+        help=f"Wi-Fi the boards join (default for virtual boards: {DEFAULT_WIFI[0]})",
+    )
+    p.add_argument("--wifi-password", help="its password")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=Path("build/fleet-report.csv"),
+        metavar="FILE",
+        help="CSV report, or JSON if FILE ends in .json (default build/fleet-report.csv)",
+    )
+    p.add_argument("--workers", type=int, help="boards at once (default: all)")
+    p.add_argument("--vboard-dir", type=Path, metavar="DIR", help="virtual boards' state folder")
+    _service_arguments(p)
+
+
+def do_fleet_claim(args: argparse.Namespace) -> int:
+    from rmbench import fleet
+    from rmbench.deploy import ClaimConfig
+
+    profile = get_profile(args.board)
+    target, claim_ca = _service_target(args)
+    ssid, password = args.wifi_ssid, args.wifi_password
+    if args.vboards is not None and ssid is None:
+        ssid, password = DEFAULT_WIFI
+    config = ClaimConfig(
+        target.base_url,
+        ca=_read_input(target.ca_file, "--ca").decode() if target.ca_file else None,
+        wifi_ssid=ssid if profile.wifi else None,
+        wifi_password=password if profile.wifi else None,
+    )
+    firmware = None
+    if args.firmware is not None:
+        if args.vboards is not None:
+            raise UsageError("--firmware flashes real boards; virtual boards need none")
+        firmware = flash.inspect_image(_read_input(args.firmware, "firmware"), profile)
+    if args.vboards is not None:
+        if args.vboards < 1:
+            raise UsageError(f"--vboards must be 1 or more, got {args.vboards}")
+        members = [fleet.Member() for _ in range(args.vboards)]
+    else:
+        members = [fleet.Member(port) for port in args.port]
+    plan = fleet.Plan(profile, target, config, firmware, claim_ca)
+    with _fleet_display(len(members)) as progress:
+        report = fleet.run(
+            members, plan, workers=args.workers, root=args.vboard_dir, progress=progress
+        )
+    for o in report.outcomes:
+        if o.result == "failed":
+            print(f"{o.board}@{o.port}: failed at {o.step}: {o.error}")
+        else:
+            print(
+                f"{o.board}@{o.port}: {o.result} as {o.node_id} (MAC {o.mac}, {o.seconds:.1f} s)"
+            )
+    report.write(args.report)
+    ok = len(report.outcomes) - len(report.failed)
+    print(
+        f"fleet: {ok} of {len(report.outcomes)} claimed in {report.seconds:.1f} s; "
+        f"report: {args.report}"
+    )
+    return 2 if report.failed else 0
+
+
+@contextmanager
+def _fleet_display(count: int) -> Iterator[Callable[[int, str], None] | None]:
+    # One line per board with its current step, on stderr when it is a terminal.
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True)
+    ) as bar:
+        tasks = [bar.add_task(f"board-{i + 1}: waiting", total=None) for i in range(count)]
+
+        def update(index: int, step: str) -> None:
+            bar.update(tasks[index], description=f"board-{index + 1}: {step}")
+
+        yield update

@@ -136,14 +136,22 @@ def args_register(p: argparse.ArgumentParser) -> None:
         metavar="HEX32",
         help="the board's eFuse OPTIONAL_UNIQUE_ID, 32 hex digits",
     )
+    p.add_argument(
+        "--port",
+        help="instead, read both from the board on this port (device library deployed)",
+    )
+    p.add_argument("--board", help="the profile of the board on --port, e.g. esp32s3")
 
 
 def board_identity(args: argparse.Namespace) -> tuple[str, bytes]:
-    """The (MAC, unique id) to register, from whichever source the options name.
+    """The (MAC, unique id) to register, from whichever source the options name:
+    --mac/--unique-id, or the board on --port (read by its own device library)."""
+    if args.port is not None:
+        if args.mac is not None or args.unique_id is not None:
+            raise UsageError("give --port, or --mac and --unique-id, not both")
+        from rmbench.register import registration_from_port
 
-    Today the source is --mac/--unique-id; reading them from a board is another source that
-    slots in here.
-    """
+        return registration_from_port(args.port, args.board)
     if args.mac is None or args.unique_id is None:
         raise UsageError("give both --mac and --unique-id")
     return accounts.normalize_mac(args.mac), accounts.parse_unique_id(args.unique_id)
