@@ -1,0 +1,215 @@
+"""What a board does when it cannot claim: clear error lines, LED patterns, retries, REPL."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from rmbench.board import Board, StatusLine, VirtualBoard
+
+from .helpers import BenchSetup, flash_groups, led_segments, steps
+
+
+def _boot_until_retry(bench: BenchSetup, rounds: int = 1) -> list[StatusLine]:
+    # Boot and follow the status lines to the `rounds`-th backoff of a board that cannot claim.
+    since = bench.board.reset()
+    lines: list[StatusLine] = []
+    for n in range(1, rounds + 1):
+        lines = bench.board.watch_status(since, until=("backoff", "wait"), timeout=bench.timeout)
+        assert lines[-1].fields["round"] == str(len([s for s in lines if s.step == "backoff"]))
+        if n < rounds:
+            since_line = bench.board.output(since).rfind("step=backoff wait")
+            bench.board.expect(
+                rf"step=backoff wait .*round={n + 1}\b", timeout=bench.timeout, since=since
+            )
+            del since_line
+    return bench.board.status_lines(since)
+
+
+def _error_pattern(board: VirtualBoard, since_ms: int) -> list[int]:
+    return flash_groups(led_segments(board, since_ms))
+
+
+def _last_pin_ms(board: VirtualBoard) -> int:
+    return max((ms for ms, _, _ in board.pin_log()), default=0) + 1
+
+
+@pytest.mark.needs("wifi")
+def test_wrong_wifi_password_is_a_clear_error_and_the_board_stays_reachable(
+    bench: BenchSetup, board: Board
+) -> None:
+    bench.prepare(bench.config(wifi_password="not-the-password"))
+    t0 = _last_pin_ms(board) if isinstance(board, VirtualBoard) else 0
+    since = board.reset()
+    board.expect(r"step=backoff wait .*round=2\b", timeout=bench.timeout, since=since)
+    lines = board.status_lines(since)
+    errors = [s for s in lines if s.outcome == "error"]
+    assert errors[0].line == (
+        "rmclaim: step=wifi error class=no-wifi "
+        "msg=\"wifi: wrong password joining 'rmbench' (status 202)\""
+    )
+    assert [s.step for s in lines[:3]] == ["config", "wifi", "backoff"]
+    if isinstance(board, VirtualBoard):
+        groups = _error_pattern(board, t0)
+        assert groups and set(groups) == {2}, groups  # no-wifi: two flashes, then dark
+    # Still retrying, and still reachable: the raw REPL stops main.py and answers.
+    assert board.exec("print('still here')") == "still here\n"
+    assert bench.credentials() == {}
+
+
+def test_broken_config_file_is_a_clear_error(bench: BenchSetup, board: Board) -> None:
+    bench.prepare()
+    board.fs_write("/rmclaim.json", b'{"service_url": "https://x", ')
+    t0 = _last_pin_ms(board) if isinstance(board, VirtualBoard) else 0
+    lines = _boot_until_retry(bench)
+    assert steps(lines)[:2] == ["config:error", "backoff:wait"]
+    error = lines[0]
+    assert error.fields["class"] == "config"
+    assert error.fields["msg"].startswith("config: /rmclaim.json is not valid JSON")
+    board.expect(r"step=backoff wait .*round=2\b", timeout=bench.timeout)
+    if isinstance(board, VirtualBoard):
+        assert set(_error_pattern(board, t0)) == {6}  # config: six flashes
+    assert bench.credentials() == {}
+
+
+@pytest.mark.needs("efuse_unique_id")
+def test_503_with_retry_after_is_honoured_then_the_claim_completes(bench: BenchSetup) -> None:
+    bench.prepare()
+    bench.service.inject_fault("status", path="verify", status=503, retry_after=2)
+    lines = bench.boot()
+    got = steps(lines)
+    assert "verify:error" in got
+    error = next(s for s in lines if s.line.startswith("rmclaim: step=verify error"))
+    assert error.fields["class"] == "unreachable"
+    assert error.fields["kind"] == "ServiceUnavailable"
+    wait = next(s for s in lines if s.step == "backoff")
+    assert float(wait.fields["s"]) >= 2.0  # never sooner than Retry-After
+    assert lines[-1].fields["rounds"] == "2"
+    assert got.count("verify:ok") == 1
+
+
+@pytest.mark.needs("efuse_unique_id")
+@pytest.mark.parametrize("kind", ["close_after_headers", "close_mid_body"])
+def test_dropped_connection_is_retried(bench: BenchSetup, kind: str) -> None:
+    # The board notices the cut reply only at its request timeout: keep that short.
+    bench.prepare(bench.config(timeout_s=1))
+    bench.service.inject_fault(kind, path="initiate")
+    lines = bench.boot()
+    error = next(s for s in lines if s.outcome == "error")
+    assert (error.step, error.fields["class"], error.fields["kind"]) == (
+        "initiate",
+        "unreachable",
+        "NetworkError",
+    )
+    assert lines[-1].step == "claimed"
+    assert lines[-1].fields["rounds"] == "2"
+
+
+@pytest.mark.needs("efuse_unique_id")
+def test_a_slow_service_times_out_and_is_retried(bench: BenchSetup) -> None:
+    bench.prepare(bench.config(timeout_s=1))
+    bench.service.inject_fault("delay", path="verify", seconds=2.5)
+    lines = bench.boot()
+    error = next(s for s in lines if s.outcome == "error")
+    assert (error.step, error.fields["kind"]) == ("verify", "NetworkError")
+    assert lines[-1].step == "claimed"
+
+
+# --- a man in the middle ------------------------------------------------------------------
+
+
+def _mitm_certificate(directory: Path) -> tuple[Path, Path]:
+    # A CA of its own, and a certificate for localhost from it: everything right but the CA.
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Intercepting CA")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "mitm.pem", directory / "mitm.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@contextmanager
+def _mitm_server() -> Iterator[tuple[int, list[bytes]]]:
+    # A TLS server on loopback that would answer anything; records what requests reach it.
+    with tempfile.TemporaryDirectory() as d:
+        cert_file, key_file = _mitm_certificate(Path(d))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert_file, key_file)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.2)
+        received: list[bytes] = []
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    try:
+                        with ctx.wrap_socket(conn, server_side=True) as tls:
+                            tls.settimeout(2)
+                            data = tls.recv(4096)
+                            received.append(data)
+                            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    except (ssl.SSLError, OSError):
+                        continue  # the board refused our certificate: what we want
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], received
+        finally:
+            stop.set()
+            thread.join(5)
+            listener.close()
+
+
+@pytest.mark.needs("virtual")  # the board must reach this host's loopback
+def test_a_man_in_the_middle_is_refused_and_nothing_is_stored(
+    bench: BenchSetup, board: VirtualBoard
+) -> None:
+    with _mitm_server() as (port, received):
+        bench.prepare(bench.config(service_url=f"https://localhost:{port}"))
+        lines = _boot_until_retry(bench)
+        assert received == []  # no request ever crossed the intercepted connection
+    error = next(s for s in lines if s.outcome == "error")
+    assert (error.step, error.fields["class"], error.fields["kind"]) == (
+        "initiate",
+        "unreachable",
+        "TLSError",
+    )
+    assert bench.credentials() == {}
+    stored = board.nvs().get("rmaker_creds", {})
+    assert "client_cert" not in stored and "node_id" not in stored
