@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from rmbench import assist, deploy, status, vboard
+from rmbench import assist, deploy, provision, status, vboard
 from rmbench.board import VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.cli import main
+from rmbench.deploy import ClaimConfig
 from rmbench.errors import DeviceError
 from rmbench.service.harness import RunningService
 
@@ -76,6 +77,29 @@ def test_provision_writes_a_config_the_board_loads(
     loaded = b.exec("from rmclaim import config\nc = config.load()\nprint(c.mode, c.service_url)")
     assert loaded.strip() == f"self {claim_service.base_url}"
     assert not b.fs_exists("/rmclaim.json.tmp")
+
+
+def test_after_a_flash_the_library_is_deployed_and_the_config_written(
+    claim_service: RunningService, tmp_path: Path
+) -> None:
+    # What `rmbench flash` does once esptool is done, on a board with nothing deployed yet.
+    root = tmp_path / "vboards"
+    b = VirtualBoard(vboard.start("esp32c6", name="fresh", root=root))
+    try:
+        config = ClaimConfig(
+            claim_service.base_url,
+            ca=claim_service.server_ca_pem,
+            wifi_ssid=DEFAULT_WIFI[0],
+            wifi_password=DEFAULT_WIFI[1],
+        )
+        deployed, provisioned = provision.deploy_and_provision(b, config)
+        assert deployed.written > 0 and provisioned is not None
+        assert b.fs_exists("/main.py") and b.fs_exists("/lib/rmclaim/claim.mpy")
+        assert json.loads(b.fs_read("/rmclaim.json"))["service_url"] == claim_service.base_url
+        assert b.eval("__import__('rmclaim').device_info()")["platform"] == "esp32c6"
+    finally:
+        b.close()
+        vboard.stop(b.info)
 
 
 def test_provision_rejects_bad_input_and_writes_nothing(

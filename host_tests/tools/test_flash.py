@@ -206,3 +206,19 @@ def test_cli_flash_names_an_unreachable_port(
     assert code == 2
     assert err[0].startswith(f"rmbench: flash: esp32@{port}: connect: Could not open {port}")
     assert err[1].startswith("rmbench: hint: check that the port exists and no other program")
+
+
+def test_cli_flash_refuses_a_bad_claim_config_before_writing(
+    esp32_board: MockBoard, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(combined_image(ESP32, app_image(ESP32)))
+    argv = ["flash", "--port", esp32_board.port, "--board", "esp32", "--firmware", str(image)]
+    argv += ["--service-url", "http://127.0.0.1:8080", "--wifi-ssid", "bench"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"rmbench: flash: esp32@{esp32_board.port}: validate: config: service_url "
+        "'http://127.0.0.1:8080' is plain http://, refused unless allow_insecure_http is true "
+        "(bench use only)"
+    )
+    assert esp32_board.read(0, 0x20000) == b"\xff" * 0x20000

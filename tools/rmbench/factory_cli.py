@@ -15,10 +15,10 @@ from rmbench import flash
 from rmbench.assist import ServiceTarget
 from rmbench.board import Board, open_board
 from rmbench.boardsim import DEFAULT_WIFI
-from rmbench.deploy import local_service
+from rmbench.deploy import ClaimConfig, local_service
 from rmbench.deploy_cli import add_config_arguments, config_from_args
 from rmbench.errors import BenchError, UsageError
-from rmbench.profiles import get_profile
+from rmbench.profiles import BoardProfile, get_profile
 
 _BEFORE = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
 _AFTER = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-reset")
@@ -77,12 +77,29 @@ def args_flash(p: argparse.ArgumentParser) -> None:
     p.add_argument("--before", choices=_BEFORE, default="default-reset", help="reset into ROM")
     p.add_argument("--after", choices=_AFTER, default="hard-reset", help="reset when done")
     p.add_argument(
-        "--no-deploy", action="store_true", help="only flash (skip deploying the library)"
+        "--no-deploy", action="store_true", help="only flash (no deploy, no claim config)"
     )
+    add_config_arguments(p)  # with these, /rmclaim.json is written after the deploy
+
+
+def _given_config(args: argparse.Namespace, profile: BoardProfile) -> ClaimConfig | None:
+    # The claim config the options give, validated for this board, or None when none is given.
+    from rmbench import provision
+
+    if args.config is None and args.service_dir is None and args.service_url is None:
+        return None
+    config = config_from_args(args)
+    try:
+        provision.validate(config, profile)
+    except UsageError as e:
+        raise e.with_context(board=profile.name, port=args.port, step="validate") from e
+    return config
 
 
 def do_flash(args: argparse.Namespace) -> int:
     profile = get_profile(args.board)
+    # Everything is checked before the board is touched: a bad config loses nothing.
+    config = None if args.no_deploy else _given_config(args, profile)
     try:
         image = flash.inspect_image(_read_input(args.firmware, "firmware"), profile)
     except UsageError as e:
@@ -110,8 +127,17 @@ def do_flash(args: argparse.Namespace) -> int:
         f"{result.board}@{result.port}: wrote {result.size} bytes at 0x{result.address:x} "
         f"to {result.chip} {result.mac} in {result.seconds:.1f} s; {nvs_line}"
     )
-    if not args.no_deploy:
-        print(f"next: rmbench deploy --port {args.port} --board {profile.name}")
+    if args.no_deploy:
+        return 0
+    from rmbench import provision
+
+    with _opened(args.port, args.board) as b:
+        deployed, provisioned = provision.deploy_and_provision(b, config)
+    print(
+        f"{deployed.board}@{deployed.port}: deployed (.mpy v{deployed.mpy_version}): "
+        f"{deployed.written} written, {deployed.unchanged} unchanged"
+        + (f"; wrote {provisioned.path}" if provisioned else "; /rmclaim.json left as it was")
+    )
     return 0
 
 
@@ -362,7 +388,6 @@ def args_fleet_claim(p: argparse.ArgumentParser) -> None:
 
 def do_fleet_claim(args: argparse.Namespace) -> int:
     from rmbench import fleet
-    from rmbench.deploy import ClaimConfig
 
     profile = get_profile(args.board)
     target, claim_ca = _service_target(args)

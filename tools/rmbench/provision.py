@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmbench.board import Board
-from rmbench.deploy import CONFIG_PATH, ClaimConfig, config_json
+from rmbench.deploy import CONFIG_PATH, ClaimConfig, DeployResult, config_json, deploy
 from rmbench.errors import BenchError, BoardError, UsageError
 from rmbench.profiles import BoardProfile
 
@@ -121,3 +121,43 @@ def provision(board: Board, p: ClaimConfig) -> ProvisionResult:
     return ProvisionResult(
         board.name, board.port, CONFIG_PATH, tuple(sorted(config)), time.monotonic() - t0
     )
+
+
+def wait_for_repl(board: Board, timeout: float = 30.0) -> None:
+    """Wait until the board answers in its raw REPL (after a flash it boots, and on its first
+    boot MicroPython formats its filesystem first).
+
+    Raises:
+        BoardError: no answer within `timeout` (the last error is quoted).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            board.eval("1")
+            return
+        except BoardError as e:
+            board.close()
+            if time.monotonic() > deadline:
+                raise BoardError(
+                    f"no MicroPython REPL after {timeout:g} s: {e.reason}",
+                    board=board.name,
+                    port=board.port,
+                    step="wait for REPL",
+                ) from e
+            time.sleep(0.5)
+
+
+def deploy_and_provision(
+    board: Board, config: ClaimConfig | None
+) -> tuple[DeployResult, ProvisionResult | None]:
+    """What follows a flash: wait for the REPL, deploy the library and firmware, then write the
+    claim config (validated) when one is given.
+
+    Raises:
+        UsageError: the config is refused.
+        BoardError, DeviceError: the board could not be reached or written.
+    """
+    wait_for_repl(board)
+    deployed = deploy(board, config=None)
+    provisioned = provision(board, config) if config is not None else None
+    return deployed, provisioned
