@@ -6,6 +6,8 @@ import asyncio
 import http.client
 import json
 import secrets
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -80,6 +82,27 @@ def test_close_after_headers(svc: RunningService) -> None:
         resp.read()
     assert info.value.partial == b""
     assert call(svc, "GET", "/mqtt_host").status == 200
+
+
+@pytest.mark.parametrize("kind", ["close_after_headers", "close_mid_body"])
+def test_close_faults_drop_tcp_without_tls_close_notify(svc: RunningService, kind: str) -> None:
+    # A dying link or server sends no close_notify: a TLS client sees an unclean EOF at once
+    # (MicroPython's tls only notices this kind of close; a graceful TLS shutdown that leaves
+    # TCP open looks like a silent server to it).
+    svc.inject_fault(kind, path="mqtt_host")
+    port = int(svc.base_url.rsplit(":", 1)[1])
+    ctx = client.pinned_context(svc.server_ca_file)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as tls:
+        tls.sendall(b"GET /mqtt_host HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = b""
+        with pytest.raises(ssl.SSLEOFError):
+            while chunk := tls.recv(4096):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert (len(body) == 0) if kind == "close_after_headers" else (0 < len(body) < length)
 
 
 def raw_post_get(svc: RunningService, path: str) -> http.client.HTTPResponse:

@@ -193,6 +193,22 @@ def reissue_certificate(reply: bytes, claim_ca: ca.Authority, kind: str) -> byte
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+async def _drop_connection(scope: Scope) -> None:
+    """Close the TCP connection at once, after what was sent has left: no TLS close_notify,
+    as when a link or a server dies mid-reply (rmbench serve's protocol puts the transport in
+    the scope state). Without a transport, returning with the reply incomplete still makes
+    uvicorn close the connection, gracefully."""
+    transport = scope.get("state", {}).get("rmbench.transport")
+    if transport is None:
+        return
+    for _ in range(200):
+        if transport.get_write_buffer_size() == 0:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.02)  # let the kernel send it before the close
+    transport.abort()
+
+
 class FaultLayer:
     """ASGI middleware: takes a fault for each API request and applies it to the reply."""
 
@@ -225,7 +241,8 @@ class FaultLayer:
                 chunks.append(message.get("body", b""))
 
         await self.app(scope, receive, capture)
-        await self._faulty_reply(fault, int(start["status"]), list(start["headers"]), chunks, send)
+        status, headers = int(start["status"]), list(start["headers"])
+        await self._faulty_reply(fault, scope, status, headers, chunks, send)
 
     async def _status_reply(self, fault: Fault, send: Send) -> None:
         body = json.dumps(
@@ -240,6 +257,7 @@ class FaultLayer:
     async def _faulty_reply(
         self,
         fault: Fault,
+        scope: Scope,
         status: int,
         headers: list[tuple[bytes, bytes]],
         chunks: list[bytes],
@@ -270,9 +288,11 @@ class FaultLayer:
         headers = _with_length(headers, body)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if kind == "close_after_headers":
-            return  # returning with the reply incomplete makes uvicorn close the connection
+            await _drop_connection(scope)
+            return
         if kind == "close_mid_body":
             half = max(1, len(body) // 2)
             await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+            await _drop_connection(scope)
             return
         await send({"type": "http.response.body", "body": body})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rmbench.errors import ServiceError, UsageError
 from rmbench.service import ca
@@ -27,6 +28,20 @@ from rmbench.service.store import Store
 LOCK_FILE = "serve.lock"
 # Written while a server runs: its URL and pid, for `rmbench fault --state-dir`.
 SERVER_INFO = "server.json"
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, handing the connection's transport to the fault layer.
+
+    A real link or server that dies mid-reply closes TCP without a TLS close_notify; an ASGI
+    app can only end the reply, after which uvicorn closes the transport gracefully (TLS
+    shutdown, waiting for the peer). The fault layer finds `transport` in the request scope's
+    "state" (copied per request from app_state) and aborts it instead.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app_state = {**self.app_state, "rmbench.transport": transport}
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ def serve(options: ServeOptions, ready: Callable[[str], None], log: IO[str] = sy
             log_level=options.log_level,
             access_log=options.log_level in ("info", "debug", "trace"),
             lifespan="off",
+            http=_Protocol,
             server_header=False,
             timeout_graceful_shutdown=3,
             ssl_certfile=str(state_dir / ca.SERVER_CERT) if tls else None,
