@@ -51,10 +51,30 @@ RMBENCH := $(VENV)/bin/rmbench
 need = $(if $($(1)),,$(error make $@: set $(1), e.g. $(1)=$(2)))
 yes = $(filter 1 yes true,$(1))
 
-.PHONY: flash
-flash: setup ## flash MicroPython, keeping a claimed identity: PORT= BOARD= FIRMWARE= [ERASE=1]
+# The claiming service: SERVICE_DIR= (a local `rmbench serve --state-dir`) or SERVICE_URL= CA=.
+SERVICE = $(if $(SERVICE_DIR),--service-dir $(SERVICE_DIR)) $(if $(SERVICE_URL),--service-url $(SERVICE_URL)) $(if $(CA),--ca $(CA))
+# The claim config written to /rmclaim.json: the service plus Wi-Fi, mode and token.
+CLAIM_CONFIG = $(SERVICE) $(if $(WIFI_SSID),--wifi-ssid '$(WIFI_SSID)') $(if $(WIFI_PASSWORD),--wifi-password '$(WIFI_PASSWORD)') $(if $(MODE),--mode $(MODE)) $(if $(TOKEN),--token '$(TOKEN)')
+
+.PHONY: flash provision claim status fleet
+flash: setup ## flash MicroPython, keeping a claimed identity: PORT= BOARD= FIRMWARE= [ERASE=1], then deploy (+ config as for provision)
 	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)$(call need,FIRMWARE,ESP32_GENERIC_S3-20260406-v1.28.0.bin)
-	$(RMBENCH) flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(call yes,$(ERASE)),--erase)
+	$(RMBENCH) flash --port $(PORT) --board $(BOARD) --firmware $(FIRMWARE) $(if $(call yes,$(ERASE)),--erase) $(CLAIM_CONFIG)
+
+provision: setup ## write a validated /rmclaim.json: PORT= BOARD= SERVICE_DIR= (or SERVICE_URL= CA=) WIFI_SSID= WIFI_PASSWORD= [MODE= TOKEN=]
+	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)
+	$(RMBENCH) provision --port $(PORT) --board $(BOARD) $(CLAIM_CONFIG)
+
+claim: setup ## host-assisted claim, key made on the board: PORT= BOARD= TOKEN= SERVICE_DIR= (or SERVICE_URL= CA=)
+	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32)$(call need,TOKEN,your-access-token)
+	$(RMBENCH) claim --port $(PORT) --board $(BOARD) --token '$(TOKEN)' $(SERVICE)
+
+status: setup ## identity of PORT= BOARD= (or of every running virtual board)
+	$(RMBENCH) status $(PORTS) $(if $(BOARD),--board $(BOARD))
+
+fleet: setup ## claim many boards at once: BOARD= PORT="a b ..." (or VBOARDS=N) TOKEN= SERVICE_DIR= [FIRMWARE= REPORT=]
+	$(call need,BOARD,esp32)$(call need,TOKEN,your-access-token)
+	$(RMBENCH) fleet claim --board $(BOARD) $(if $(VBOARDS),--vboards $(VBOARDS),$(PORTS)) --token '$(TOKEN)' $(SERVICE) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(REPORT),--report $(REPORT)) $(if $(WIFI_SSID),--wifi-ssid '$(WIFI_SSID)') $(if $(WIFI_PASSWORD),--wifi-password '$(WIFI_PASSWORD)')
 
 # --- virtual boards, the demo and the bench suite on real boards (issue 5) ---------------------------
 PORTS = $(foreach p,$(PORT),--port $(p))
