@@ -11,8 +11,10 @@ state through `prepare()`, as it must on a real bench with one board.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rmbench import BUILD_DIR
@@ -60,6 +62,34 @@ def bench_service(
         yield svc
 
 
+def processes_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path` (boards, services started there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_processes_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Set up first, torn down last: after every board and service of the session has stopped,
+    # nothing started under the session's temporary folder may still run.
+    base = tmp_path_factory.getbasetemp()
+    yield
+    left = processes_under(base)
+    assert not left, "processes left behind by the bench suite:\n" + "\n".join(left)
+
+
 @pytest.fixture(scope="session")
 def _board_pool() -> Iterator[dict[str, Board]]:
     # One board per profile (or port) for the session, closed (virtual ones stopped) at its end.
@@ -67,6 +97,30 @@ def _board_pool() -> Iterator[dict[str, Board]]:
     yield pool
     for b in pool.values():
         b.close()
+
+
+def _capabilities(request: pytest.FixtureRequest, profile: str) -> tuple[frozenset[str], str]:
+    ports: list[str] = request.config.getoption("--port")
+    if ports:
+        cli_profile = request.config.getoption("--board") or DEFAULT_BOARD
+        return SerialBoard(ports[0], get_profile(cli_profile)).capabilities, ports[0]
+    return _virtual_capabilities(profile), "a virtual board"
+
+
+@pytest.fixture(autouse=True)
+def _capability_gate(request: pytest.FixtureRequest) -> None:
+    # Skip a test that needs what the board under test lacks, naming both (STYLE 4.3).
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    profile = str(params.get("board") or request.config.getoption("--board") or DEFAULT_BOARD)
+    ports: list[str] = request.config.getoption("--port")
+    if ports:
+        cli_profile = request.config.getoption("--board") or DEFAULT_BOARD
+        if profile != cli_profile:
+            pytest.skip(f"needs board {profile}; the board under test is {cli_profile}")
+    caps, where = _capabilities(request, profile)
+    for mark in request.node.iter_markers("needs"):
+        if mark.args[0] not in caps:
+            pytest.skip(f"needs {mark.args[0]}, which {profile} on {where} lacks")
 
 
 @pytest.fixture
@@ -78,19 +132,6 @@ def board(
     """The board under test: the real one on --port, or a virtual board of the wanted profile."""
     profile = _wanted_profile(request)
     ports: list[str] = request.config.getoption("--port")
-    needs = [m.args[0] for m in request.node.iter_markers("needs")]
-    if ports:
-        cli_profile = request.config.getoption("--board") or DEFAULT_BOARD
-        if profile != cli_profile:
-            pytest.skip(f"needs board {profile}; the board under test is {cli_profile}")
-        caps = SerialBoard(ports[0], get_profile(cli_profile)).capabilities
-    else:
-        caps = _virtual_capabilities(profile)
-    for cap in needs:
-        if cap not in caps:
-            pytest.skip(
-                f"needs {cap}, which {profile} on {ports[0] if ports else 'a virtual board'} lacks"
-            )
     key = ports[0] if ports else profile
     b = _board_pool.get(key)
     if b is None:

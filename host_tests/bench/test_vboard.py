@@ -1,0 +1,207 @@
+"""The virtual board as stock tools see it: `rmbench vboard` and plain `mpremote connect PORT`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from .conftest import processes_under
+
+pytestmark = pytest.mark.needs("virtual")
+
+BIN = Path(sys.executable).parent
+MAIN = b"""import time
+print('main.py ran')
+while True:
+    time.sleep_ms(100)
+"""
+
+
+def rmbench(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(BIN / "rmbench"), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rmbench {' '.join(args)}: {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+def mpremote(port: str, *args: str, timeout: float = 30) -> bytes:
+    proc = subprocess.run(
+        [str(BIN / "mpremote"), "connect", port, *args], capture_output=True, timeout=timeout
+    )
+    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("vboard-cli")
+
+
+@pytest.fixture(scope="module")
+def port(state: Path) -> Iterator[str]:
+    """A board started with the CLI, with a main.py that runs until interrupted."""
+    out = rmbench(
+        "vboard", "start", "--board", "esp32s3", "--name", "cli", "--state-dir", str(state)
+    )
+    path = out.stdout.splitlines()[0]
+    (state / "cli" / "fs" / "main.py").write_bytes(MAIN)
+    yield path
+    rmbench("vboard", "stop", "cli", "--state-dir", str(state))
+
+
+def test_start_prints_a_pty_that_list_shows(state: Path, port: str) -> None:
+    assert port.startswith("/dev/pts/")
+    assert os.major(os.stat(port).st_rdev) == 136  # a real pty, as mpremote checks
+    listing = rmbench("vboard", "list", "--state-dir", str(state)).stdout.splitlines()
+    assert listing[0].split() == ["NAME", "BOARD", "STATE", "PORT", "MAC", "BOOTS"]
+    name, board, on, pty_path, mac = listing[1].split()[:5]
+    assert (name, board, on, pty_path) == ("cli", "esp32s3", "on", port)
+    assert len(mac) == 12
+
+
+def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> None:
+    # Output lines end in CRLF, as a board's UART gives them.
+    assert mpremote(port, "exec", "print('a'); print('b')") == b"a\r\nb\r\n"
+    assert mpremote(port, "eval", "6 * 7") == b"42\r\n"
+    machine = mpremote(port, "exec", "import os; print(os.uname().machine)")
+    assert machine == b"Generic ESP32S3 module with ESP32-S3\r\n"
+    local = tmp_path / "data.bin"
+    local.write_bytes(bytes(range(256)) * 5)
+    mpremote(port, "fs", "cp", str(local), ":data.bin")
+    back = tmp_path / "back.bin"
+    mpremote(port, "fs", "cp", ":data.bin", str(back))
+    assert back.read_bytes() == local.read_bytes()
+    listing = mpremote(port, "fs", "ls", ":").decode()
+    assert "data.bin" in listing and "main.py" in listing
+    assert "_board" not in listing and "_sim" not in listing  # the simulation stays hidden
+    script = tmp_path / "script.py"
+    script.write_text("import sys\nprint(sys.platform, sys.implementation.name)\n")
+    assert mpremote(port, "run", str(script)) == b"linux micropython\r\n"
+    mpremote(port, "fs", "rm", ":data.bin")
+
+
+def test_mount_passes_binary_data_both_ways(port: str, tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 8 + b"\n\r\n\x03\x04\x18" * 50  # line ends, Ctrl-C, mount framing
+    (tmp_path / "blob.bin").write_bytes(blob)
+    code = (
+        "import hashlib, binascii\n"
+        "d = open('/remote/blob.bin', 'rb').read()\n"
+        "print(len(d), binascii.hexlify(hashlib.sha256(d).digest()).decode())\n"
+        "open('/remote/out.bin', 'wb').write(bytes(reversed(d)))"
+    )
+    out = mpremote(port, "mount", str(tmp_path), "exec", code).decode()
+    assert f"{len(blob)} {hashlib.sha256(blob).hexdigest()}" in out
+    assert (tmp_path / "out.bin").read_bytes() == blob[::-1]
+
+
+def test_soft_reset_reset_and_ctrl_c_of_main(port: str) -> None:
+    mpremote(port, "soft-reset")
+    mpremote(port, "reset")  # machine.reset(): boot.py and main.py run, main.py loops
+    time.sleep(0.3)
+    # The raw REPL interrupts the running main.py, as on a board.
+    assert mpremote(port, "exec", "print('after reset')") == b"after reset\r\n"
+
+
+def test_friendly_repl_ctrl_d_soft_reboots_and_runs_main(port: str) -> None:
+    with serial.Serial(port, 115200, timeout=0.2) as ser:
+        ser.write(b"\r\x03\x02")  # interrupt, friendly REPL
+        _read_until(ser, b">>> ")
+        ser.write(b"\x04")
+        seen = _read_until(ser, b"main.py ran\r\n")
+        assert b"MPY: soft reboot\r\n" in seen
+        ser.write(b"\x03")  # stop main.py again
+        seen = _read_until(ser, b">>> ")
+        assert b"KeyboardInterrupt" in seen
+        assert b"Generic ESP32S3 module with ESP32-S3\r\n" in seen  # the board's banner
+
+
+def test_mpremote_repl_in_a_terminal(port: str) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: mpremote's console on a terminal, as a user runs it
+        os.execv(str(BIN / "mpremote"), ["mpremote", "connect", port, "repl"])
+    try:
+        buf = _read_fd_until(fd, b"Connected to MicroPython")
+        os.write(fd, b"\r")
+        buf = _read_fd_until(fd, b">>> ")
+        os.write(fd, b"print(6 * 7)\r")
+        buf = _read_fd_until(fd, b"42\r\n")
+        assert b"42\r\n" in buf
+        os.write(fd, b"\x1d")  # Ctrl-] leaves mpremote's repl
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        os.close(fd)
+
+
+def test_power_cycle_loses_uncommitted_nvs(state: Path, port: str) -> None:
+    mpremote(
+        port,
+        "exec",
+        "import esp32\nn = esp32.NVS('bench')\nn.set_i32('a', 5)\nn.commit()\nn.set_i32('a', 6)",
+    )
+    out = rmbench("vboard", "power-cycle", "cli", "--state-dir", str(state)).stdout
+    assert out.startswith("cli: power cycled")
+    assert mpremote(port, "eval", "__import__('esp32').NVS('bench').get_i32('a')") == b"5\r\n"
+
+
+def test_identity_comes_from_the_name_and_files_survive_a_restart(state: Path) -> None:
+    macs = {}
+    for name in ("id-a", "id-b", "id-a"):
+        path = rmbench(
+            "vboard", "start", "--board", "esp32c3", "--name", name, "--state-dir", str(state)
+        ).stdout.splitlines()[0]
+        try:
+            mac = mpremote(path, "eval", "__import__('machine').unique_id().hex()").strip()
+            if name in macs:
+                assert macs[name] == mac  # same name, same board
+                assert mpremote(path, "fs", "cat", ":kept.txt") == b"kept"
+            else:
+                mpremote(path, "exec", "open('kept.txt', 'w').write('kept')")
+            macs[name] = mac
+        finally:
+            rmbench("vboard", "stop", name, "--state-dir", str(state))
+    assert macs["id-a"] != macs["id-b"]
+    assert processes_under(state / "id-a") == []
+
+
+def test_stop_leaves_no_processes(state: Path) -> None:
+    rmbench("vboard", "start", "--board", "esp32", "--name", "gone", "--state-dir", str(state))
+    assert processes_under(state / "gone")  # the supervisor and the interpreter
+    assert rmbench("vboard", "stop", "gone", "--state-dir", str(state)).stdout == "gone: stopped\n"
+    assert processes_under(state / "gone") == []
+    listing = rmbench("vboard", "list", "--state-dir", str(state)).stdout
+    assert "gone" in listing and "stopped" in listing
+
+
+def _read_until(ser: serial.Serial, ending: bytes, timeout: float = 10) -> bytes:
+    data = b""
+    end = time.monotonic() + timeout
+    while not data.endswith(ending) and ending not in data:
+        if time.monotonic() > end:
+            raise AssertionError(f"no {ending!r} in {data[-500:]!r}")
+        data += ser.read(256)
+    return data
+
+
+def _read_fd_until(fd: int, ending: bytes, timeout: float = 10) -> bytes:
+    data = b""
+    end = time.monotonic() + timeout
+    while ending not in data:
+        if time.monotonic() > end:
+            raise AssertionError(f"no {ending!r} in {data[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            data += os.read(fd, 1024)
+    return data
