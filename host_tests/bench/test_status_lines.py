@@ -1,0 +1,63 @@
+"""main.py's status lines are an API: their exact form is kept in golden files."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from rmbench.board import VirtualBoard, parse_status
+
+from .helpers import BenchSetup
+
+GOLDEN = Path(__file__).with_name("golden")
+# What differs from run to run: timings, the service's port, the board's identity.
+_VARIABLE = (
+    (re.compile(r"\bms=\d+"), "ms=<ms>"),
+    (re.compile(r"\bs=\d+\.\d+"), "s=<s>"),
+    (re.compile(r"\bservice=\S+"), "service=<url>"),
+    (re.compile(r"\bnode_id=\S+"), "node_id=<node>"),
+    (re.compile(r"\byear=\d+"), "year=<year>"),
+)
+
+
+def normalized(output: str) -> str:
+    lines = []
+    for line in output.splitlines():
+        if parse_status(line) is None:
+            continue
+        for rx, repl in _VARIABLE:
+            line = rx.sub(repl, line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def check_golden(name: str, text: str) -> None:
+    # RMBENCH_UPDATE_GOLDEN=1 rewrites the file (review the diff: it is the API).
+    path = GOLDEN / name
+    if os.environ.get("RMBENCH_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.read_text() == text, f"status lines differ from {path}:\n{text}"
+
+
+@pytest.mark.needs("virtual")  # the golden files hold the virtual bench's Wi-Fi and address
+def test_first_boot_reboot_and_broken_config_lines(bench: BenchSetup, board: VirtualBoard) -> None:
+    bench.prepare()
+    since = board.reset()
+    board.watch_status(since, timeout=bench.timeout)
+    board.watch_status(board.reset(), timeout=bench.timeout)
+    board.fs_write("/rmclaim.json", b"[1, 2]")
+    board.watch_status(board.reset(), until=("backoff", "wait"), timeout=bench.timeout)
+    check_golden("boot.txt", normalized(board.output(since)))
+
+
+def test_parse_status_reads_quoted_values() -> None:
+    line = parse_status(
+        'rmclaim: step=wifi error class=no-wifi msg="wifi: wrong \\"x\\" joining \'a b\'"'
+    )
+    assert line is not None
+    assert (line.step, line.outcome) == ("wifi", "error")
+    assert line.fields == {"class": "no-wifi", "msg": "wifi: wrong \"x\" joining 'a b'"}
+    assert parse_status("rmclaim step=wifi ok") is None
+    assert parse_status("  rmclaim: step=key ok ms=12\r").ms == 12  # type: ignore[union-attr]
