@@ -187,6 +187,14 @@ def test_cli_flash_reports_port_and_step(
     s3_image = tmp_path / "s3.bin"
     s3_image.write_bytes(combined_image(S3, app_image(S3)))
     code = main(["flash", *common, "--board", "esp32s3", "--firmware", str(s3_image)])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "rmbench: flash: --after no-reset leaves the board in its bootloader, so nothing can be "
+        "deployed: use --no-deploy, or let it reset (--after hard-reset)\n"
+    )
+    code = main(
+        ["flash", *common, "--board", "esp32s3", "--firmware", str(s3_image), "--no-deploy"]
+    )
     out, err = capsys.readouterr()
     assert code == 2
     assert err.splitlines()[0] == (

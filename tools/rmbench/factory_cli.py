@@ -100,6 +100,11 @@ def do_flash(args: argparse.Namespace) -> int:
     profile = get_profile(args.board)
     # Everything is checked before the board is touched: a bad config loses nothing.
     config = None if args.no_deploy else _given_config(args, profile)
+    if not args.no_deploy and args.after not in ("hard-reset", "watchdog-reset"):
+        raise UsageError(
+            f"--after {args.after} leaves the board in its bootloader, so nothing can be "
+            "deployed: use --no-deploy, or let it reset (--after hard-reset)"
+        )
     try:
         image = flash.inspect_image(_read_input(args.firmware, "firmware"), profile)
     except UsageError as e:

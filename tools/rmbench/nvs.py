@@ -44,11 +44,9 @@ _TYPE_STR = 0x21
 _TYPE_BLOB = 0x41  # version 1: the whole blob in one item
 _TYPE_BLOB_DATA = 0x42  # version 2: one chunk of a blob
 _TYPE_BLOB_IDX = 0x48  # version 2: size and chunk range of a blob
-_CHUNK_ANY = 0xFF
 _NAMESPACE_INDEX = 0  # namespace names are U8 items in namespace 0 whose value is the index
 
-# The RainMaker credential names (rainmaker-claiming.md section 6).
-CREDS_NAMESPACE = "rmaker_creds"
+# The RainMaker credential names (rainmaker-claiming.md section 6), in namespace rmaker_creds.
 CREDS_KEYS = ("node_id", "client_cert", "client_key", "mqtt_host", "mqtt_cred_host", "random")
 
 Value = int | str | bytes
