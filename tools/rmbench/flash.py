@@ -342,8 +342,8 @@ def flash(
                     cmds.erase_flash(esp)
             elif overlap_start < overlap_end:
                 with steps.step("read nvs", profile.nvs_size):
-                    old = cmds.read_flash(esp, nvs_start, profile.nvs_size)
                     table = cmds.read_flash(esp, _PARTITION_TABLE, _PARTITION_TABLE_SIZE)
+                    old = cmds.read_flash(esp, nvs_start, profile.nvs_size)
                     nvs_state, identity = _keep_nvs(old, table, profile)
                     if nvs_state == "kept":
                         piece = old[overlap_start - nvs_start : overlap_end - nvs_start]
