@@ -115,6 +115,7 @@ def _one(
         else:
             board = open_board(port=member.port, board=plan.profile, root=roots[0])
         label, port = board.name, board.port
+        provision.wait_for_repl(board)  # a board just flashed is still booting
         at("deploy")
         deploy.deploy(board, config=None)
         at("identify")
