@@ -109,3 +109,22 @@ def test_cli_fleet_needs_boards(
     argv = ["fleet", "claim", "--board", "esp32", "--vboards", "0", "--token", TOKEN]
     assert main([*argv, "--service-dir", str(claim_service.state_dir)]) == 1
     assert capsys.readouterr().err == "rmbench: fleet claim: --vboards must be 1 or more, got 0\n"
+
+
+def test_fleet_on_boards_given_by_port(claim_service: RunningService, tmp_path: Path) -> None:
+    from rmbench import vboard
+
+    claim_service.add_user(TOKEN, quota=10)
+    root = tmp_path / "vboards"
+    infos = [vboard.start("esp32s3", name=f"s3-{i}", root=root) for i in range(2)]
+    try:
+        target = assist.ServiceTarget(claim_service.base_url, claim_service.server_ca_file, TOKEN)
+        plan = fleet.Plan(get_profile("esp32s3"), target)
+        report = fleet.run([fleet.Member(i.pty) for i in infos], plan, root=root)
+        assert [(o.board, o.port, o.result) for o in report.outcomes] == [
+            (i.name, i.pty, "claimed") for i in infos
+        ]
+        assert [o.mac for o in report.outcomes] == [i.mac for i in infos]
+    finally:
+        for info in infos:
+            vboard.stop(info)
