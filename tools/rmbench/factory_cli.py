@@ -38,7 +38,7 @@ def _progress_display() -> Iterator[flash.ProgressFn | None]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
     with Progress(
         TextColumn("{task.description:12}"),
@@ -47,10 +47,15 @@ def _progress_display() -> Iterator[flash.ProgressFn | None]:
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        shown: dict[str, TaskID] = {}  # one bar per step (one without a size is indefinite)
 
         def update(step: str, done: int, total: int) -> None:
-            bar.update(task, description=step, completed=done, total=total or None)
+            if step not in shown:
+                for old in shown.values():
+                    bar.remove_task(old)
+                shown.clear()
+                shown[step] = bar.add_task(step, total=total or None)
+            bar.update(shown[step], completed=done, total=total or None)
 
         yield update
 
