@@ -179,7 +179,7 @@ def test_register_then_self_claim(
     argv = ["provision", "--port", b.port, "--board", "esp32s3", *service_args(claim_service)]
     assert main([*argv, *wifi, "--mode", "self"]) == 0
     since = b.reset()
-    claimed = b.expect_status("claimed", "ok", timeout=60, since=since)
+    claimed = b.expect_status("claimed", "ok", timeout=120, since=since)
     assert claimed.fields["node_id"] == b.sim.mac  # self-claimed nodes are named by their MAC
     b.close()
     capsys.readouterr()
