@@ -18,15 +18,15 @@ from .conftest import processes_under
 )
 def test_demo_claims_once_and_stops_everything(tmp_path: Path, profile: str, way: str) -> None:
     rmbench = Path(sys.executable).with_name("rmbench")
-    proc = subprocess.run(
-        [str(rmbench), "demo", "--board", profile, "--workdir", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    argv = [str(rmbench), "demo", "--board", profile, "--workdir", str(tmp_path / "demo")]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.terminate()  # the demo stops what it started (and its board dies with it)
+            out, err = p.communicate(timeout=30)
+            raise AssertionError(f"the demo hung:\n{out}\n{err}") from None
+    assert p.returncode == 0, out + err
     summary = re.search(rf"^{profile} ([0-9A-F]{{12}}) {way}", out, re.MULTILINE)
     assert summary, out
     node_id = re.search(r"^  node id +(\S+)$", out, re.MULTILINE)

