@@ -159,6 +159,8 @@ class Board(ABC):
                 if self.log is not None:
                     with self.log.open("ab") as f:
                         f.write(data.replace(b"\r\n", b"\n"))
+                if data.endswith(b"\n") and not ser.in_waiting:
+                    break  # a whole line: let the caller look at it now
         return got
 
     # --- the console ---------------------------------------------------------------------
