@@ -49,17 +49,27 @@ def bench_service(
 ) -> Iterator[RunningService]:
     """The local claiming service for the whole bench session (faults on).
 
-    On a real bench the boards reach it at --service-host (this machine's address on the
-    boards' Wi-Fi); virtual boards use loopback.
+    On a real bench it listens on every interface and boards reach it at --service-host (this
+    machine's address on the boards' Wi-Fi); the tests still drive it (faults, users) over
+    loopback. Virtual boards use loopback.
     """
     host = request.config.getoption("--service-host")
-    kwargs: dict[str, object] = {}
-    if host:
-        kwargs = {"host": "0.0.0.0", "names": [host]}
-    with running_service(tmp_path_factory.mktemp("bench-service"), **kwargs) as svc:  # type: ignore[arg-type]
-        if host:
-            svc.base_url = re.sub(r"//[^:/]+", f"//{host}", svc.base_url, count=1)
+    state = tmp_path_factory.mktemp("bench-service")
+    if not host:
+        with running_service(state) as svc:
+            yield svc
+        return
+    with running_service(state, host="0.0.0.0", names=[host]) as svc:
+        svc.base_url = svc.base_url.replace(f"//{host}:", "//localhost:", 1)
         yield svc
+
+
+@pytest.fixture(scope="session")
+def board_service_url(request: pytest.FixtureRequest, bench_service: RunningService) -> str:
+    """The service's URL as the boards under test reach it."""
+    host = request.config.getoption("--service-host")
+    url = bench_service.base_url
+    return url.replace("//localhost:", f"//{host}:", 1) if host else url
 
 
 def processes_under(path: Path) -> list[str]:
@@ -170,12 +180,16 @@ def boards(
 
 @pytest.fixture
 def bench(
-    request: pytest.FixtureRequest, board: Board, bench_service: RunningService
+    request: pytest.FixtureRequest,
+    board: Board,
+    bench_service: RunningService,
+    board_service_url: str,
 ) -> BenchSetup:
     """Helpers bound to this test's board and the service (see helpers.BenchSetup)."""
     return BenchSetup(
         board=board,
         service=bench_service,
+        service_url=board_service_url,
         wifi=(
             request.config.getoption("--wifi-ssid"),
             request.config.getoption("--wifi-password"),

@@ -24,6 +24,7 @@ class BenchSetup:
 
     board: Board
     service: RunningService
+    service_url: str  # as the board reaches the service
     wifi: tuple[str | None, str | None]
 
     @property
@@ -34,7 +35,7 @@ class BenchSetup:
         """The claim config for this bench: the service, its CA, Wi-Fi, quick retries."""
         ssid, password = self.wifi
         cfg: dict[str, Any] = {
-            "service_url": self.service.base_url,
+            "service_url": self.service_url,
             "ca": self.service.server_ca_pem,
             "wifi_ssid": ssid or DEFAULT_WIFI[0],
             "wifi_password": password or DEFAULT_WIFI[1],
