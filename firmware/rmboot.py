@@ -20,6 +20,7 @@
 # reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
 # the config, never sooner than the service's Retry-After, quota errors longer), and retries.
 
+import gc
 import time
 
 from micropython import const
@@ -157,20 +158,38 @@ def _ms(t0):
     return time.ticks_diff(time.ticks_ms(), t0)
 
 
+def _unload(name):
+    # Drop an rmclaim module once its job is done, so its code leaves the heap (as the library
+    # itself does between its phases).
+    import sys
+
+    import rmclaim
+
+    sys.modules.pop("rmclaim." + name, None)
+    if name in rmclaim.__dict__:
+        delattr(rmclaim, name)
+
+
 def load_config():
+    # -> the validated config as a plain dict (no object of the config module stays alive).
     t0 = time.ticks_ms()
     from rmclaim import ConfigError, config
 
     try:
-        cfg = config.load(_CONFIG)
+        settings = config.as_dict(config.load(_CONFIG))
     except ConfigError as e:
         raise Failure("config", "config", str(e)) from e
-    mode = cfg.mode if cfg.access_token is None or cfg.mode != "auto" else "auto+token"
-    status("config", "ok", (("ms", _ms(t0)), ("mode", mode), ("service", cfg.service_url)))
-    return cfg
+    finally:
+        _unload("config")
+    mode = settings["mode"]
+    if mode == "auto" and settings["access_token"] is not None:
+        mode = "auto+token"
+    status("config", "ok", (("ms", _ms(t0)), ("mode", mode), ("service", settings["service_url"])))
+    return settings
 
 
 def wifi(cfg, led):
+    # cfg: the config dict.
     t0 = time.ticks_ms()
     import network
 
@@ -182,10 +201,11 @@ def wifi(cfg, led):
     if wlan.isconnected():
         status("wifi", "ok", (("ms", _ms(t0)), ("ip", wlan.ifconfig()[0]), ("tries", 0)))
         return
-    if not cfg.wifi_ssid:
+    ssid = cfg["wifi_ssid"]
+    if not ssid:
         raise Failure("wifi", "no-wifi", "wifi: no wifi_ssid in " + _CONFIG)
     for attempt in range(1, _WIFI_TRIES + 1):
-        wlan.connect(cfg.wifi_ssid, cfg.wifi_password or "")
+        wlan.connect(ssid, cfg["wifi_password"] or "")
         start = time.ticks_ms()
         while _ms(start) < _WIFI_TIMEOUT_MS:
             st = wlan.status()
@@ -196,14 +216,14 @@ def wifi(cfg, led):
             for code, text in _WIFI_FAIL:
                 if st == code:
                     wlan.disconnect()
-                    msg = "wifi: %s joining %r (status %d)" % (text, cfg.wifi_ssid, st)
+                    msg = "wifi: %s joining %r (status %d)" % (text, ssid, st)
                     raise Failure("wifi", "no-wifi", msg)
             # Slow blink while associating: 500 ms on, 500 ms off.
             led.set((_ms(start) // 500) % 2 == 0)
             time.sleep_ms(50)
         wlan.disconnect()
     msg = "wifi: %r not joined within %d s, %d tries" % (
-        cfg.wifi_ssid,
+        ssid,
         _WIFI_TIMEOUT_MS // 1000,
         _WIFI_TRIES,
     )
@@ -267,10 +287,9 @@ def error_class(kind):
 
 def claim(cfg, led):
     import rmclaim
-    from rmclaim import config
 
     # One library attempt per round: this loop owns the retries, so the LED can show why.
-    settings = config.as_dict(cfg)
+    settings = dict(cfg)
     settings["max_attempts"] = 1
     reporter = Reporter(led)
     try:
@@ -285,8 +304,8 @@ def backoff_s(cfg, round_no, failure):
     # never sooner than the service's Retry-After.
     import random
 
-    base = cfg.backoff_base_s if cfg is not None else 2
-    cap = cfg.backoff_cap_s if cfg is not None else 300
+    base = cfg["backoff_base_s"] if cfg is not None else 2
+    cap = cfg["backoff_cap_s"] if cfg is not None else 300
     ceiling = base * (1 << min(round_no - 1, 16))
     if ceiling > cap or failure.cls == "quota":
         ceiling = cap
@@ -321,8 +340,12 @@ def main():
     while True:
         round_no += 1
         step = "config"
+        # Each round starts from a collected heap; the config is read again only after it
+        # failed (reading it allocates where the last round's garbage was).
+        gc.collect()
         try:
-            cfg = load_config()
+            if cfg is None:
+                cfg = load_config()
             step = "wifi"
             wifi(cfg, led)
             step = "time"
@@ -335,7 +358,7 @@ def main():
         except Exception as e:  # a boot loop must outlive any one failure (not Ctrl-C)
             failure = Failure(step, "device", "%s: %s" % (type(e).__name__, e))
         failure.report()
-        limit = cfg.max_attempts if cfg is not None else 0
+        limit = cfg["max_attempts"] if cfg is not None else 0
         if limit and round_no >= limit:
             status("claim", "fail", (("class", failure.cls), ("rounds", round_no)))
             led.error_wait(failure.cls, 0)
