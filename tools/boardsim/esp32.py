@@ -1,30 +1,26 @@
 """esp32 stand-in for the Unix port: NVS with the real method set, errors and commit semantics."""
 
+# Lean on purpose: on a board this module is built in and costs no GC heap, here its code
+# does, and the claim must fit a board's heap with it (few functions, const codes).
+
 import json
 import os
 
 import _boardsim
+from micropython import const
 
 # ESP-IDF error codes as MicroPython's esp32 port reports them: OSError(-code, name).
-_NOT_FOUND = -0x1102
-_NOT_ENOUGH_SPACE = -0x1105
-_INVALID_NAME = -0x1106
-_KEY_TOO_LONG = -0x1109
-_INVALID_LENGTH = -0x110C
-_VALUE_TOO_LONG = -0x110E
-_NAMES = {
-    _NOT_FOUND: "ESP_ERR_NVS_NOT_FOUND",
-    _NOT_ENOUGH_SPACE: "ESP_ERR_NVS_NOT_ENOUGH_SPACE",
-    _INVALID_NAME: "ESP_ERR_NVS_INVALID_NAME",
-    _KEY_TOO_LONG: "ESP_ERR_NVS_KEY_TOO_LONG",
-    _INVALID_LENGTH: "ESP_ERR_NVS_INVALID_LENGTH",
-    _VALUE_TOO_LONG: "ESP_ERR_NVS_VALUE_TOO_LONG",
-}
+_NOT_FOUND = const(-0x1102)
+_NOT_ENOUGH_SPACE = const(-0x1105)
+_INVALID_NAME = const(-0x1106)
+_KEY_TOO_LONG = const(-0x1109)
+_INVALID_LENGTH = const(-0x110C)
+_VALUE_TOO_LONG = const(-0x110E)
 # MicroPython's default `nvs` partition is 0x6000 bytes: 6 pages of 4 KiB, one kept free for
 # garbage collection, 126 entries of 32 bytes per page. A blob may use at most 97.6 % of the
-# partition minus 4000 bytes (ESP-IDF NVS limits).
-_CAPACITY = 5 * 126 * 32
-_MAX_BLOB = int(0.976 * 0x6000) - 4000
+# partition minus 4000 bytes (ESP-IDF NVS limits): int(0.976 * 0x6000) - 4000.
+_CAPACITY = const(20160)  # 5 * 126 * 32
+_MAX_BLOB = const(19986)
 
 HEAP_DATA = 4
 HEAP_EXEC = 1
@@ -35,78 +31,76 @@ _pending = {}
 
 
 def _error(code):
-    return OSError(code, _NAMES[code])
+    name = {
+        _NOT_FOUND: "NOT_FOUND",
+        _NOT_ENOUGH_SPACE: "NOT_ENOUGH_SPACE",
+        _INVALID_NAME: "INVALID_NAME",
+        _KEY_TOO_LONG: "KEY_TOO_LONG",
+        _INVALID_LENGTH: "INVALID_LENGTH",
+        _VALUE_TOO_LONG: "VALUE_TOO_LONG",
+    }[code]
+    return OSError(code, "ESP_ERR_NVS_" + name)
+
+
+def _name(key):
+    # Namespace and key names: 1 to 15 characters.
+    if not isinstance(key, str) or not key:
+        raise _error(_INVALID_NAME)
+    if len(key) > 15:
+        raise _error(_KEY_TOO_LONG)
+    return key
 
 
 def _load():
+    # The committed state as nvs.json holds it: {namespace: {key: [kind, value]}}, blobs as
+    # hex text (decoded only when read: the file holds every namespace).
     try:
         with open(_boardsim.path("nvs.json")) as f:
-            raw = json.load(f)
+            return json.load(f)
     except OSError:
         return {}
-    data = {}
-    for ns, entries in raw.items():
-        data[ns] = {}
-        for key, (kind, value) in entries.items():
-            data[ns][key] = (kind, bytes.fromhex(value) if kind == "b" else value)
-    return data
-
-
-def _save(data):
-    raw = {}
-    for ns, entries in data.items():
-        raw[ns] = {}
-        for key, (kind, value) in entries.items():
-            raw[ns][key] = [kind, value.hex() if kind == "b" else value]
-    tmp = _boardsim.path("nvs.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(raw, f)
-    # rename is atomic: a power cut leaves either the old or the new committed state.
-    os.rename(tmp, _boardsim.path("nvs.json"))
-
-
-def _entry_size(kind, value):
-    # One 32-byte entry for the header, plus the data rounded up to whole entries.
-    if kind == "i":
-        return 32
-    return 32 + (len(value) + 31) // 32 * 32
 
 
 class NVS:
     def __init__(self, namespace):
-        if not isinstance(namespace, str) or not namespace:
-            raise _error(_INVALID_NAME)
-        if len(namespace) > 15:
-            raise _error(_KEY_TOO_LONG)
-        self._ns = namespace
+        self._ns = _name(namespace)
 
     def __repr__(self):
         return "<NVS namespace>"
 
-    def _check_key(self, key):
-        if not isinstance(key, str) or not key:
-            raise _error(_INVALID_NAME)
-        if len(key) > 15:
-            raise _error(_KEY_TOO_LONG)
-
-    def _lookup(self, key):
+    def _get(self, key, kind):
+        # The value of key if it holds that kind, else NOT_FOUND (IDF keeps a type per entry).
+        _name(key)
         pending = _pending.get(self._ns, {})
         if key in pending:
-            return pending[key]
-        return _load().get(self._ns, {}).get(key)
+            entry = pending[key]
+        else:
+            entry = _load().get(self._ns, {}).get(key)
+            if entry and entry[0] == "b":
+                entry = ("b", bytes.fromhex(entry[1]))
+        if entry is None or kind and entry[0] != kind:
+            raise _error(_NOT_FOUND)
+        return entry[1]
 
     def _set(self, key, entry):
-        self._check_key(key)
+        # One mutation (entry None: erase): counted for power cuts, checked against the space.
+        _name(key)
         _boardsim.count_nvs_mutation()
-        used = 0
-        merged = _load()
+        state = _load()
         for ns, entries in _pending.items():
-            merged.setdefault(ns, {}).update(entries)
-        merged.setdefault(self._ns, {})[key] = entry
-        for entries in merged.values():
-            for item in entries.values():
-                if item is not None:
-                    used += _entry_size(item[0], item[1])
+            for k, v in entries.items():
+                state.setdefault(ns, {})[k] = v
+        state.setdefault(self._ns, {})[key] = entry
+        used = 0
+        for entries in state.values():
+            for v in entries.values():
+                # One 32-byte entry for the header, plus blob data rounded up to whole entries
+                # (a committed blob is hex text: two digits a byte).
+                if v is not None:
+                    used += 32
+                    if v[0] == "b":
+                        n = len(v[1]) // (1 if isinstance(v[1], bytes) else 2)
+                        used += (n + 31) // 32 * 32
         if used > _CAPACITY:
             raise _error(_NOT_ENOUGH_SPACE)
         _pending.setdefault(self._ns, {})[key] = entry
@@ -118,37 +112,25 @@ class NVS:
         self._set(key, ("i", value))
 
     def get_i32(self, key):
-        self._check_key(key)
-        entry = self._lookup(key)
-        if entry is None or entry[0] != "i":
-            raise _error(_NOT_FOUND)
-        return entry[1]
+        return self._get(key, "i")
 
     def set_blob(self, key, value):
         data = value.encode() if isinstance(value, str) else bytes(value)
         if len(data) > _MAX_BLOB:
-            self._check_key(key)
+            _name(key)
             raise _error(_VALUE_TOO_LONG)
         self._set(key, ("b", data))
 
     def get_blob(self, key, buffer):
-        self._check_key(key)
-        entry = self._lookup(key)
-        if entry is None or entry[0] != "b":
-            raise _error(_NOT_FOUND)
-        data = entry[1]
+        data = self._get(key, "b")
         if len(data) > len(buffer):
             raise _error(_INVALID_LENGTH)
-        mv = memoryview(buffer)
-        mv[: len(data)] = data
+        memoryview(buffer)[: len(data)] = data
         return len(data)
 
     def erase_key(self, key):
-        self._check_key(key)
-        if self._lookup(key) is None:
-            raise _error(_NOT_FOUND)
-        _boardsim.count_nvs_mutation()
-        _pending.setdefault(self._ns, {})[key] = None
+        self._get(key, None)
+        self._set(key, None)
 
     def commit(self):
         _boardsim.count_nvs_mutation()
@@ -161,10 +143,15 @@ class NVS:
             if entry is None:
                 entries.pop(key, None)
             else:
-                entries[key] = entry
+                kind, value = entry
+                entries[key] = [kind, value.hex() if kind == "b" else value]
         if not entries:
             del data[self._ns]
-        _save(data)
+        tmp = _boardsim.path("nvs.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        # rename is atomic: a power cut leaves either the old or the new committed state.
+        os.rename(tmp, _boardsim.path("nvs.json"))
 
 
 def idf_heap_info(capabilities):

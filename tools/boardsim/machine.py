@@ -1,5 +1,8 @@
 """machine stand-in: the Unix port's builtin plus unique_id, mem32 eFuse words, reset, Pin, RTC."""
 
+# Lean on purpose (on a board this module is built in and costs no GC heap): the builtin's
+# other names are reached through the module __getattr__ below, not copied.
+
 import sys
 
 import _boardsim
@@ -11,10 +14,13 @@ try:
     import machine as _builtin
 finally:
     sys.path[:] = _saved_path
+del _saved_path
 
-for _name in dir(_builtin):
-    if not _name.startswith("__"):
-        globals()[_name] = getattr(_builtin, _name)
+
+def __getattr__(name):
+    # Everything not defined here (idle, soft_reset, time_pulse_us, Signal...) is the builtin's.
+    return getattr(_builtin, name)
+
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -29,9 +35,7 @@ def unique_id():
 
 
 def freq(hz=None):
-    if hz is None:
-        return 240000000
-    return None
+    return 240000000 if hz is None else None
 
 
 def reset():
@@ -54,15 +58,16 @@ class _Mem:
         self._width = width
 
     def __getitem__(self, addr):
-        base = _boardsim.board().get("efuse_addr")
-        uid = bytes.fromhex(_boardsim.board()["unique_id"])
-        if addr % self._width:
-            raise ValueError("memory address not aligned to %d bytes" % self._width)
+        board = _boardsim.board()
+        base = board.get("efuse_addr")
+        width = self._width
+        if addr % width:
+            raise ValueError("memory address not aligned to %d bytes" % width)
         if base is None or not base <= addr < base + 16:
             raise OSError("boardsim: read of unemulated address 0x%08x" % addr)
         off = addr - base
-        value = int.from_bytes(uid[off : off + self._width], "little")
-        if self._width == 4 and value >= 0x80000000:
+        value = int.from_bytes(bytes.fromhex(board["unique_id"])[off : off + width], "little")
+        if width == 4 and value >= 0x80000000:
             value -= 0x100000000
         return value
 
@@ -102,28 +107,24 @@ class Pin:
         if value is not None:
             self.value(value)
 
-    def _write(self, level):
-        level = 1 if level else 0
-        if Pin._levels.get(self._id) == level:
-            return
-        Pin._levels[self._id] = level
-        with open(_boardsim.path("pins.log"), "a") as f:
-            f.write("%d %s %d\n" % (_boardsim.now_ms(), self._id, level))
-
     def value(self, x=None):
         if x is None:
             return Pin._levels.get(self._id, 0)
-        self._write(x)
+        level = 1 if x else 0
+        if Pin._levels.get(self._id) != level:
+            Pin._levels[self._id] = level
+            with open(_boardsim.path("pins.log"), "a") as f:
+                f.write("%d %s %d\n" % (_boardsim.now_ms(), self._id, level))
         return None
 
     def __call__(self, x=None):
         return self.value(x)
 
     def on(self):
-        self._write(1)
+        self.value(1)
 
     def off(self):
-        self._write(0)
+        self.value(0)
 
     def irq(self, handler=None, trigger=3):
         return None

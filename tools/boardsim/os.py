@@ -10,10 +10,13 @@ try:
     import os as _builtin
 finally:
     sys.path[:] = _saved_path
+del _saved_path
 
-for _name in dir(_builtin):
-    if not _name.startswith("__"):
-        globals()[_name] = getattr(_builtin, _name)
+
+def __getattr__(name):
+    # Everything but uname is the builtin's, reached here rather than copied (on a board this
+    # module is built in and costs no GC heap; here the copies would).
+    return getattr(_builtin, name)
 
 
 class _Uname:
