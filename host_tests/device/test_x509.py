@@ -359,9 +359,17 @@ for line in sys.stdin:
     if isinstance(text, dict):
         text = bytes.fromhex(text["hex"])
     try:
-        print(json.dumps([d.hex() for d in x509.split_pem_chain(text)]))
+        ders = x509.split_pem_chain(text)
     except ValueError as e:
         print(json.dumps("ValueError: " + str(e)))
+        continue
+    # The JSON list written piece by piece: at 64K its string whole would not always fit.
+    del text
+    sep = "["
+    while ders:
+        sys.stdout.write(sep + '"' + ders.pop(0).hex() + '"')
+        sep = ","
+    print("]")
 """
 
 

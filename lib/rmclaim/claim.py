@@ -106,49 +106,74 @@ def build_csr_pem(d, node_id, matter=False):
 
 
 def check_certificate(point, node_id, certificate, claim_ca=None):
-    # The checks a certificate must pass before store.Store.save_identity may store it: its public
-    # key is ours (point: the 65-byte uncompressed public point of the stored key), its CN is
-    # the node id,
-    # it is signed by the claim CA (the pinned claim_ca PEM, or else a CA certificate sent
-    # with it over the pinned TLS session), and it has not expired (when the clock is set).
-    # Raises BadCertificate naming what failed.
-    from rmclaim import x509
-
-    try:
-        ders = x509.split_pem_chain(certificate)
-        dev = x509.parse_certificate(ders[0]) if ders else None
-        if claim_ca is not None:
-            cas = [x509.parse_certificate(der) for der in x509.split_pem_chain(claim_ca)]
-        else:
-            cas = [x509.parse_certificate(der) for der in ders[1:]]
-    except (ValueError, IndexError) as e:
-        raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
-    if dev is None:
-        raise BadCertificate("check: the reply holds no certificate")
-    if dev.public_key_point != point:
+    # The checks a certificate must pass before store.Store.save_identity may store it: its
+    # public key is ours (point: the 65-byte uncompressed public point of the stored key), its
+    # CN is the node id, it is signed by the claim CA (the pinned claim_ca PEM, or else a CA
+    # certificate sent with it over the pinned TLS session), and it has not expired (when the
+    # clock is set: an unset one starts in 2000, and the firmware syncs it first). Raises
+    # BadCertificate naming what failed. In steps, each with only its own code on the heap:
+    # the PEM (csr), the DER (x509, asn1), then an EC signature (p256).
+    key, cn, issuer, end, jobs = _parse_claimed(certificate, claim_ca)
+    unload("x509", "asn1")
+    if key != point:
         raise BadCertificate("check: the certificate is for another key, not this board's")
-    if dev.subject_cn != node_id:
+    if cn != node_id:
         raise BadCertificate(
-            "check: the certificate CN is %r, wanted the node id %r" % (dev.subject_cn, node_id)
+            "check: the certificate CN is %r, wanted the node id %r" % (cn, node_id)
         )
-    for ca in cas:
-        if ca.subject_cn == dev.issuer_cn and x509.verify_signature(dev, ca):
-            break
-    else:
+    while jobs:
+        from rmclaim import p256
+
+        if p256.verify(*jobs.pop()):
+            jobs = None
+    if jobs is not None:
         raise BadCertificate(
             "check: the certificate (issuer %r) does not verify against the %s claim CA"
-            % (dev.issuer_cn, "pinned" if claim_ca is not None else "sent")
+            % (issuer, "pinned" if claim_ca is not None else "sent")
         )
     now = time.gmtime()
-    # Only with a set clock (an unset one starts in 2000): the firmware syncs it first.
-    if now[0] >= 2025 and tuple(now[:6]) > tuple(dev.not_after):
-        raise BadCertificate("check: the certificate expired at %r" % (dev.not_after,))
+    if now[0] >= 2025 and tuple(now[:6]) > tuple(end):
+        raise BadCertificate("check: the certificate expired at %r" % (end,))
+
+
+def _pem_certificates(certificate, claim_ca):
+    # (device certificate DER, [claim CA certificate DER, ...]) from the PEM texts.
+    from rmclaim import csr
+
+    ders = csr.pem_split(certificate, "CERTIFICATE")
+    return ders[0], ders[1:] if claim_ca is None else csr.pem_split(claim_ca, "CERTIFICATE")
+
+
+def _parse_claimed(certificate, claim_ca):
+    # What check_certificate needs, as plain values (a Certificate would keep x509 loaded):
+    # (public point, CN, issuer CN, not_after, the EC signature checks left for p256 or None
+    # when an RSA claim CA verified it).
+    try:
+        dev, cas = _pem_certificates(certificate, claim_ca)
+        unload("csr")
+        from rmclaim import x509
+
+        dev = x509.parse_certificate(dev)
+        jobs = []  # type: list | None
+        while cas:
+            ca = x509.parse_certificate(cas.pop(0))
+            if ca.subject_cn == dev.issuer_cn:
+                job = x509.ec_signature(dev, ca)
+                if job is not None:
+                    jobs.append(job)  # type: ignore[union-attr]
+                elif x509.verify_signature(dev, ca):
+                    jobs = None
+                    break
+    except ValueError as e:
+        raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
+    return dev.public_key_point, dev.subject_cn, dev.issuer_cn, dev.not_after, jobs
 
 
 def unload(*names):
     # Drop rmclaim modules a finished phase needed, so the next phase has their heap: on a
     # small board the whole library does not fit at once. Never errors: its classes must stay
-    # the same objects. (An object made by a module keeps it alive, unloaded or not.)
+    # the same objects. A module leaves the heap once nothing refers to it: neither an object
+    # of a class it defines nor a frame that imported it (so phases unload after returning).
     import gc
     import sys
 
@@ -161,25 +186,20 @@ def unload(*names):
     gc.collect()
 
 
-# The phases of ensure_claimed. Each imports what it needs in its own frame and unloads it
-# before returning, so only plain data (ints, bytes, str) passes from one to the next.
+# The phases of ensure_claimed. Each imports what it needs in its own frame and returns only
+# plain data (ints, bytes, str, method-less objects); the caller then unloads those modules.
 
 
 def _load_config(source):
     from rmclaim import config
 
-    cfg = config.load(source)
-    unload("config")
-    return cfg
+    return config.load(source)
 
 
 def _stored():
     from rmclaim import store
 
-    creds = store.Store().load()
-    if creds is None:
-        unload("store")
-    return creds
+    return store.Store().load()
 
 
 def _identify(cfg, ev):
@@ -189,7 +209,6 @@ def _identify(cfg, ev):
     ident = ev.run("identity", chip.identity)
     mode = resolve_mode(cfg, ident)
     uid = ev.run("efuse", chip.optional_unique_id, ident.info) if mode == "self" else None
-    unload("chip")
     return ident, mode, uid
 
 
@@ -202,48 +221,70 @@ def _prepare(cfg, ev, ident, mode, csr_cache):
     point = csr.public_point(d)
     ca = None
     if cfg.ca is not None:
-        # Each certificate of the PEM as DER (csr.pem_decode reads the first block of what it
-        # is given): x509, its usual splitter, would cost its heap in this phase.
-        ca = []
-        text = cfg.ca
-        mark = "-----BEGIN CERTIFICATE-----"
-        i = text.find(mark)
-        while i >= 0:
-            try:
-                ca.append(csr.pem_decode(text[i:], "CERTIFICATE"))
-            except ValueError as e:
-                raise ConfigError("config: ca is not a usable PEM certificate: %s" % e) from e
-            i = text.find(mark, i + len(mark))
+        # Each certificate of the PEM as DER, split here (x509, its usual splitter, would cost
+        # its heap in this phase).
+        try:
+            ca = csr.pem_split(cfg.ca, "CERTIFICATE")
+        except ValueError as e:
+            raise ConfigError("config: ca is not a usable PEM certificate: %s" % e) from e
     if mode == "self":
         csr_cache[ident.mac] = ev.run("csr", build_csr_pem, d, ident.mac, cfg.matter)
-    unload("csr", "p256", "asn1", "store")
     return d, key_pem, point, ca
 
 
-def _exchange(cfg, ev, ident, mode, uid, d, ca, csr_cache):
-    # One attempt of the network part over one connection (initiate and verify share its TLS
-    # session while the server keeps it open). -> (node_id, VerifyReply)
+def _talk(cfg, ev, ident, mode, uid, ca, csr_cache, resume=None):
+    # The requests of one attempt over one https.Client: initiate, then verify when the CSR
+    # is at hand. -> (node_id, VerifyReply, None), or (node_id, None, connection) when a token
+    # claim's CSR still has to be made for the node id: call again with resume=(node_id,
+    # connection) to verify on the same TLS session.
     from rmclaim import service
 
     svc = service.Service(cfg, ca)
+    token = cfg.access_token
     try:
-        if mode == "self":
+        if resume is not None:
+            node_id = resume[0]
+            svc.http.attach(resume[1])
+        elif mode == "self":
             node_id = ident.mac
-            auth_id, challenge = ev.run("initiate", svc.initiate_self, ident.mac, ident.platform)
+            auth_id, challenge = ev.run("initiate", svc.initiate_self, node_id, ident.platform)
             response = ev.run("hmac", service.challenge_response, uid, challenge)
             unload("sha512")
             reply = ev.run("verify", svc.verify_self, auth_id, response, csr_cache[node_id])
+            return node_id, reply, None
         else:
-            token = cfg.access_token
             node_id = ev.run("initiate", svc.initiate_token, ident.mac, ident.platform, token)
             if node_id not in csr_cache:
-                csr_cache.clear()
-                csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
-                unload("csr", "p256", "asn1")
-            reply = ev.run("verify", svc.verify_token, csr_cache[node_id], token)
+                return node_id, None, svc.http.detach()
+        return node_id, ev.run("verify", svc.verify_token, csr_cache[node_id], token), None
     finally:
         ev.handshakes += svc.http.handshakes
         svc.close()
+
+
+def _network(cfg, ev, ident, mode, uid, d, ca, csr_cache):
+    # The network part of one attempt (initiate and verify share one TLS session while the
+    # server keeps it open). -> (node_id, VerifyReply)
+    try:
+        node_id, reply, conn = _talk(cfg, ev, ident, mode, uid, ca, csr_cache)
+        if reply is None:
+            # A token claim's CSR needs the node id. The session stays open meanwhile, but the
+            # service and https code leave the heap for the CSR and P-256 code, and come back
+            # for the verify.
+            unload("service", "https")
+            try:
+                csr_cache.clear()
+                csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
+            except BaseException:
+                for s in conn[:2] if conn else ():  # the TLS and raw sockets
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+                raise
+            unload("csr", "p256", "asn1")
+            node_id, reply, conn = _talk(cfg, ev, ident, mode, uid, ca, csr_cache, (node_id, conn))
+    finally:
         unload("service", "https", "sha512", "csr", "p256", "asn1")
     return node_id, reply
 
@@ -277,19 +318,23 @@ def ensure_claimed(source=None, on_event=None):
     # See rmclaim.ensure_claimed.
     t0 = ticks_ms()
     cfg = _load_config(source)
+    unload("config")
     ev = Events(on_event)
     creds = _stored()
     if creds is not None:
         ms = ticks_diff(ticks_ms(), t0)
         ev.emit("claimed", "ok", {"node_id": creds.node_id, "stored": True, "ms": ms})
         return creds
+    unload("store")
     ident, mode, uid = _identify(cfg, ev)
+    unload("chip")
     csr_cache = {}  # type: dict
     d, key_pem, point, ca = _prepare(cfg, ev, ident, mode, csr_cache)
+    unload("csr", "p256", "asn1", "store")
     while True:
         ev.attempt += 1
         try:
-            node_id, reply = _exchange(cfg, ev, ident, mode, uid, d, ca, csr_cache)
+            node_id, reply = _network(cfg, ev, ident, mode, uid, d, ca, csr_cache)
             creds = _finish(ev, key_pem, point, node_id, reply, cfg.claim_ca)
             break
         except ClaimError as e:

@@ -5,33 +5,21 @@
 # an ecdsa-with-SHA256 signature with an RFC 6979 nonce, so the same key and subject always
 # give the same bytes. The key is stored as SEC1 ECPrivateKey (RFC 5915) with the [0] curve
 # OID, which MicroPython's tls.SSLContext.load_cert_chain needs, and the [1] public key.
+#
+# Every structure here has a fixed shape, so this module writes and reads its DER itself and
+# needs no asn1 (its heap stays free while a key is made or a CSR signed): a P-256 SEC1 key
+# has exactly one strict DER encoding for each d (121 bytes with the public key, 51 without).
 
 import binascii
-import hashlib
 
-from rmclaim import p256
-from rmclaim.asn1 import (
-    decode_all,
-    decode_bit_string,
-    decode_context,
-    decode_integer,
-    decode_octet_string,
-    decode_oid,
-    decode_sequence,
-    encode_bit_string,
-    encode_ecdsa_signature,
-    encode_oid,
-    encode_sequence,
-    encode_set,
-    encode_utf8_string,
-)
 from rmclaim.errors import DERError
 
-_P256_OID = "1.2.840.10045.3.1.7"
 # SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66 bytes: 00 04 x y) }
 _SPKI_PREFIX = b"0Y0\x13\x06\x07*\x86H\xce=\x02\x01\x06\x08*\x86H\xce=\x03\x01\x07\x03B\x00"
-# [0] { OID prime256v1 } in an ECPrivateKey
-_CURVE_PARAM = b"\xa0\n\x06\x08*\x86H\xce=\x03\x01\x07"
+# ECPrivateKey SEQUENCE (119 bytes) { INTEGER 1, OCTET STRING (32 bytes) ...
+_SEC1_HEAD = b"0w\x02\x01\x01\x04 "
+# ... [0] { OID prime256v1 }, [1] { BIT STRING (66 bytes: 00 04 x y) } }
+_SEC1_TAIL = b"\xa0\n\x06\x08*\x86H\xce=\x03\x01\x07\xa1D\x03B\x00"
 # SEQUENCE { ecdsa-with-SHA256 } (no parameters, RFC 5758)
 _ECDSA_SHA256 = b"0\n\x06\x08*\x86H\xce=\x04\x03\x02"
 _CN_OID = b"\x06\x03U\x04\x03"
@@ -39,69 +27,92 @@ _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 def public_point(d):
-    # The 65-byte uncompressed point 04 || x || y of the key d.
+    # The 65-byte uncompressed point 04 || x || y of the key d. (p256 is imported by the calls
+    # that need it: the PEM helpers alone stay small.)
+    from rmclaim import p256
+
     x, y = p256.public_key(d)
     return b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
 
 
-def _check_text(what, value):
+def _tlv(tag, body):
+    # DER tag, definite minimal length (contents here stay under 64 KB), contents.
+    n = len(body)
+    if n < 0x80:
+        return bytes((tag, n)) + body
+    if n < 0x100:
+        return bytes((tag, 0x81, n)) + body
+    return bytes((tag, 0x82, n >> 8, n & 0xFF)) + body
+
+
+def _rdn(oid_der, what, value):
+    # One RelativeDistinguishedName: SET { SEQUENCE { oid, UTF8String value } }; the value is
     # 1 to 64 bytes of UTF-8 (ub-common-name, counted as cryptography and so the service do).
     if not isinstance(value, str) or not 1 <= len(value.encode()) <= 64:
         raise ValueError("csr: %s must be 1 to 64 bytes of text, got %r" % (what, value))
+    return _tlv(0x31, _tlv(0x30, oid_der + _tlv(0x0C, value.encode())))
+
+
+def _integer(v):
+    # A positive INTEGER below 2^256: minimal, with a 00 in front when the top bit is set.
+    b = v.to_bytes(33, "big")
+    i = 0
+    while i < 32 and not b[i] and b[i + 1] < 0x80:
+        i += 1
+    return _tlv(2, b[i:])
 
 
 def build_csr(d, common_name, extra_subject=None):
     # DER CertificationRequest for key d with subject CN=common_name, then each (oid, value)
     # of extra_subject, e.g. [("1.3.6.1.4.1.37244.2.1", "131B")] for a Matter vendor id.
-    _check_text("common name", common_name)
-    rdns = [encode_set(encode_sequence(_CN_OID, encode_utf8_string(common_name)))]
+    subject = _rdn(_CN_OID, "common name", common_name)
     if extra_subject:
+        from rmclaim.asn1 import encode_oid
+
         for oid, value in extra_subject:
-            _check_text("subject attribute " + str(oid), value)
-            rdns.append(encode_set(encode_sequence(encode_oid(oid), encode_utf8_string(value))))
-    info = encode_sequence(
-        b"\x02\x01\x00", encode_sequence(*rdns), _SPKI_PREFIX + public_point(d), b"\xa0\x00"
+            subject += _rdn(encode_oid(oid), "subject attribute " + str(oid), value)
+    info = _tlv(
+        0x30, b"\x02\x01\x00" + _tlv(0x30, subject) + _SPKI_PREFIX + public_point(d) + b"\xa0\x00"
     )
+    del subject
+    import hashlib
+
+    from rmclaim import p256
+
     r, s = p256.sign(d, hashlib.sha256(info).digest())
-    return encode_sequence(info, _ECDSA_SHA256, encode_bit_string(encode_ecdsa_signature(r, s)))
+    sig = _tlv(0x30, _integer(r) + _integer(s))
+    return _tlv(0x30, info + _ECDSA_SHA256 + _tlv(3, b"\x00" + sig))
 
 
 def encode_private_key(d):
     # SEC1 ECPrivateKey DER (121 bytes): version 1, d, [0] prime256v1, [1] public key.
-    point = encode_bit_string(public_point(d))
-    return encode_sequence(
-        b"\x02\x01\x01",
-        b"\x04\x20" + d.to_bytes(32, "big"),
-        _CURVE_PARAM,
-        b"\xa1" + bytes((len(point),)) + point,
-    )
+    return _SEC1_HEAD + d.to_bytes(32, "big") + _SEC1_TAIL + public_point(d)
 
 
 def decode_private_key(der):
     # d from SEC1 ECPrivateKey DER: version 1, a 32-byte key in [1, n-1], the P-256 curve
-    # OID (required) and, when present, a public key that must be d's.
-    body = decode_all(der, decode_sequence)
-    version, body = decode_integer(body)
-    if version != 1:
-        raise DERError("csr: wanted ECPrivateKey version 1, got %d" % version)
-    secret, body = decode_octet_string(body)
-    if len(secret) != 32:
-        raise DERError("csr: wanted a 32-byte private key, got %d bytes" % len(secret))
-    d = int.from_bytes(secret, "big")
-    params, body = decode_context(body, 0)
-    oid = decode_all(params, decode_oid)
-    if oid != _P256_OID:
-        raise DERError("csr: wanted curve %s, got %s" % (_P256_OID, oid))
+    # OID (required) and, when present, a public key that must be d's. Strict DER allows one
+    # encoding of that: the 121 bytes encode_private_key makes, or (no public key) the first
+    # 51 of them with the SEQUENCE length 49.
+    der = bytes(der)
+    n = len(der)
+    if n != 121 and n != 51:
+        raise DERError("csr: wanted a P-256 SEC1 key of 121 or 51 bytes, got %d" % n)
+    head = _SEC1_HEAD if n == 121 else b"\x30\x31" + _SEC1_HEAD[2:]
+    want = head + der[7:39] + _SEC1_TAIL
+    for i in range(min(n, 56)):
+        if der[i] != want[i]:
+            raise DERError(
+                "csr: not a P-256 SEC1 key: byte %d is 0x%02x, wanted 0x%02x"
+                % (i, der[i], want[i])
+            )
+    d = int.from_bytes(der[7:39], "big")
     try:
         point = public_point(d)
     except ValueError:
         raise DERError("csr: private key out of range [1, n-1]") from None
-    if body:
-        public, body = decode_context(body, 1)
-        if decode_all(public, decode_bit_string) != point:
-            raise DERError("csr: the public key stored with the private key does not match it")
-        if body:
-            raise DERError("csr: %d bytes after the public key" % len(body))
+    if n == 121 and der[56:] != point:
+        raise DERError("csr: the public key stored with the private key is not its own")
     return d
 
 
@@ -116,6 +127,16 @@ def pem_encode(der, label):
 def pem_decode(text, label):
     # The DER of the first "-----BEGIN label-----" block of text (str or bytes); DERError if
     # there is none or its body is not clean base64.
+    return _pem(text, label, True)[0]
+
+
+def pem_split(text, label):
+    # The DER of every "-----BEGIN label-----" block of text, in order; DERError if there is
+    # none or one is damaged.
+    return _pem(text, label, False)
+
+
+def _pem(text, label, first):
     if not isinstance(text, str):
         try:
             text = bytes(text).decode()
@@ -123,19 +144,31 @@ def pem_decode(text, label):
             raise DERError("pem: %s text is not UTF-8" % label) from None
     begin = "-----BEGIN %s-----" % label
     end = "-----END %s-----" % label
+    out = []
     start = text.find(begin)
     if start < 0:
         raise DERError("pem: no %s found" % begin)
-    start += len(begin)
-    stop = text.find(end, start)
-    if stop < 0:
-        raise DERError("pem: %s without %s" % (begin, end))
-    body = "".join(text[start:stop].split())
-    pad = len(body) - len(body.rstrip("="))
-    if not body or len(body) % 4 or pad > 2:
-        raise DERError("pem: %s body is not base64 (length %d)" % (label, len(body)))
-    b64 = _B64
-    for i in range(len(body) - pad):
-        if body[i] not in b64:
-            raise DERError("pem: character %r in the %s body" % (body[i], label))
-    return binascii.a2b_base64(body)
+    while start >= 0:
+        start += len(begin)
+        stop = text.find(end, start)
+        if stop < 0:
+            raise DERError("pem: %s without %s" % (begin, end))
+        # The body as it is: a2b_base64 skips the whitespace, here and on CPython (no copies
+        # of it joined or stripped), after a check that nothing else is in it.
+        body = text[start:stop]
+        n = pad = 0
+        for c in body:
+            if c in " \t\r\n\x0b\x0c":
+                continue
+            if c == "=":
+                pad += 1
+            elif pad or c not in _B64:
+                raise DERError("pem: character %r in the %s body" % (c, label))
+            n += 1
+        if not n or n % 4 or pad > 2:
+            raise DERError("pem: %s body is not base64 (length %d)" % (label, n))
+        out.append(binascii.a2b_base64(body))
+        if first:
+            break
+        start = text.find(begin, stop)
+    return out

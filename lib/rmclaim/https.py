@@ -16,16 +16,14 @@ MAX_BODY = const(4096)
 _WINDOW = const(1024)
 _POLLIN = const(1)
 _POLLOUT = const(4)
-# mbedTLS codes that only mean "the peer went away" (MBEDTLS_ERR_SSL_CONN_EOF,
-# MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY): a network event, not a TLS failure.
-_NET_TLS_CODES = (-0x7280, -0x7880)
 
 
 class Reply:
-    def __init__(self, status, body, retry_after):
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
+    # status: HTTP status; body: the body (a bytearray); retry_after: seconds or None. Plain
+    # data, no methods: holding one does not keep this module loaded.
+    status = 0
+    body = b""  # type: bytes | bytearray
+    retry_after = None  # type: int | None
 
 
 def _number(data, base=10):
@@ -35,11 +33,6 @@ def _number(data, base=10):
     except ValueError:
         return -1
     return n if n >= 0 else -1
-
-
-class _Stale(Exception):
-    # A kept-alive connection the server had already closed before reading our request.
-    pass
 
 
 def _split_url(url):
@@ -75,6 +68,9 @@ class Client:
     #   timeout_s: the deadline of each request, covering connect, handshake, send and the
     #   whole reply (DNS is checked against it only after the fact: getaddrinfo cannot be
     #   interrupted).
+    # detach() hands the open connection over as plain data, and a new Client (of a freshly
+    # imported module, say) takes it back with attach(): the claim drops this module's code
+    # from the heap while it builds a CSR, and keeps the TLS session.
     def __init__(self, url, ca=None, timeout_s=15, allow_insecure_http=False):
         scheme, host, port, prefix = _split_url(url)
         self.tls = scheme == "https"
@@ -100,8 +96,6 @@ class Client:
         self._mv = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        self._body = bytearray(MAX_BODY)  # reused by every reply
-        self._blen = 0
 
     def close(self):
         for s in (self._sock, self._raw):
@@ -110,11 +104,23 @@ class Client:
                     s.close()
                 except OSError:
                     pass
-        self._sock = None
-        self._raw = None
-        self._poll = None
-        self._start = 0
-        self._end = 0
+        self._sock = self._raw = self._poll = None
+        self._start = self._end = 0
+
+    def detach(self):
+        # -> (tls socket, raw socket, context) of the idle kept-alive connection, or None; this
+        # Client forgets it (and will connect afresh if used again).
+        conn = None
+        if self._sock is not None:
+            conn = (self._sock, self._raw, self._ctx)
+        self._sock = self._raw = self._poll = None
+        return conn
+
+    def attach(self, conn):
+        # Take over a connection from detach() (None: nothing to take).
+        self.close()
+        if conn is not None:
+            self._sock, self._raw, self._ctx = conn
 
     def _context(self):
         if self._ctx is None:
@@ -141,29 +147,38 @@ class Client:
             self._ctx = ctx
         return self._ctx
 
-    def _left_ms(self):
-        return time.ticks_diff(self._deadline, time.ticks_ms())
-
-    def _timeout(self):
-        return NetworkError(
+    def _wait(self, events):
+        # Check the deadline; with events, wait (within it) until the socket is ready.
+        ms = time.ticks_diff(self._deadline, time.ticks_ms())
+        if ms > 0 and events:
+            if self._poll is None:
+                self._poll = select.poll()
+            self._poll.register(self._sock, events)
+            if self._poll.poll(ms):
+                return
+        elif ms > 0:
+            return
+        raise NetworkError(
             "https: no answer from %s:%d within %d ms (%s)"
             % (self.host, self.port, self.timeout_ms, self._what)
         )
 
     def _connect(self):
         self.close()
+        # The context first, on a tidy heap: mbedTLS wants large contiguous blocks.
+        gc.collect()
+        ctx = self._context() if self.tls else None
         self._what = "DNS"
         try:
             ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
         except OSError as e:
             raise NetworkError("https: cannot resolve %s: %s" % (self.host, e)) from e
-        if self._left_ms() <= 0:
-            raise self._timeout()
+        self._wait(0)
         self._what = "connect"
         raw = socket.socket(ai[0], socket.SOCK_STREAM)
         self._raw = raw
         try:
-            raw.settimeout(self._left_ms() / 1000)
+            raw.settimeout(time.ticks_diff(self._deadline, time.ticks_ms()) / 1000)
             raw.connect(ai[-1])
             raw.setblocking(False)
         except OSError as e:
@@ -173,11 +188,8 @@ class Client:
             ) from e
         self.connections += 1
         self._sock = raw
-        if self.tls:
-            ctx = self._context()
+        if ctx is not None:
             self._what = "TLS handshake"
-            # mbedTLS wants large contiguous blocks for the handshake: give it a tidy heap.
-            gc.collect()
             try:
                 # The handshake runs inside the first write, non-blocking, under our deadline.
                 self._sock = ctx.wrap_socket(
@@ -190,60 +202,47 @@ class Client:
                 raise err from e
             self.handshakes += 1
 
-    def _io_error(self, e, reused):
-        # Turn an error of a socket or TLS call into ours; "reused" means the connection was
-        # kept from an earlier request and nothing of this reply has arrived yet.
-        if isinstance(e, ValueError):
-            # The tls module reports a rejected server certificate as ValueError with
-            # mbedTLS's verify text (wrong CA, hostname, expired...).
-            return TLSError(
-                "https: server certificate of %s rejected: %s" % (self.host, str(e).strip())
-            )
-        code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
-        if reused and self._got == 0:
-            return _Stale()
-        if code <= -256 and code not in _NET_TLS_CODES:
-            err = TLSError("https: TLS error with %s (%s): %s" % (self.host, self._what, e))
-            err.retryable = True
-            return err
-        return NetworkError(
-            "https: %s with %s:%d failed: %s" % (self._what, self.host, self.port, e)
-        )
-
-    def _wait(self, events):
-        ms = self._left_ms()
-        if ms <= 0:
-            raise self._timeout()
-        if self._poll is None:
-            self._poll = select.poll()
-        self._poll.register(self._sock, events)
-        if not self._poll.poll(ms):
-            raise self._timeout()
-
-    def _live(self):
+    def _io(self, write, mv, reused):
+        # One non-blocking write or readinto of mv, waiting under the deadline until it can
+        # go; socket and TLS errors become ours. -> bytes moved (0 at end of stream). Raises
+        # EOFError for a kept-alive ("reused") connection the server had already closed
+        # before this request's reply began: safe to send again on a fresh connection.
         sock = self._sock
         if sock is None:
             raise NetworkError("https: connection to %s closed" % self.host)
-        return sock
-
-    def _send(self, data, reused):
-        sock = self._live()
-        mv = memoryview(data)
-        off = 0
-        while off < len(data):
+        while True:
             try:
-                n = sock.write(mv[off:])
-            except (OSError, ValueError) as e:
-                raise self._io_error(e, reused) from e
-            if n is None:
-                self._wait(_POLLOUT)
-                continue
-            if self._what == "TLS handshake":
-                self._what = "send"
-            off += n
-        self._what = "reply"
+                n = sock.write(mv) if write else sock.readinto(mv)
+            except ValueError as e:
+                # The tls module reports a rejected server certificate as ValueError with
+                # mbedTLS's verify text (wrong CA, hostname, expired...).
+                raise TLSError(
+                    "https: server certificate of %s rejected: %s" % (self.host, str(e).strip())
+                ) from e
+            except OSError as e:
+                if reused and not self._got:
+                    raise EOFError from e
+                code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+                # mbedTLS codes other than "the peer went away" (MBEDTLS_ERR_SSL_CONN_EOF
+                # -0x7280, MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY -0x7880) are TLS failures.
+                if code <= -256 and code != -0x7280 and code != -0x7880:
+                    err = TLSError(
+                        "https: TLS error with %s (%s): %s" % (self.host, self._what, e)
+                    )
+                    err.retryable = True
+                    raise err from e
+                raise NetworkError(
+                    "https: %s with %s:%d failed: %s" % (self._what, self.host, self.port, e)
+                ) from e
+            if n is not None:
+                if not write:
+                    if not n and reused and not self._got:
+                        raise EOFError
+                    self._got += n
+                return n
+            self._wait(_POLLOUT if write else _POLLIN)
 
-    def _fill(self, reused):
+    def _fill(self, reused=False):
         # Read more into the window; returns the number of new bytes, 0 at end of stream.
         if self._start == self._end:
             self._start = self._end = 0
@@ -251,22 +250,11 @@ class Client:
             n = self._end - self._start
             self._buf[0:n] = self._buf[self._start : self._end]
             self._start, self._end = 0, n
-        sock = self._live()
-        while True:
-            try:
-                n = sock.readinto(self._mv[self._end :])
-            except (OSError, ValueError) as e:
-                raise self._io_error(e, reused) from e
-            if n is None:
-                self._wait(_POLLIN)
-                continue
-            if n == 0 and reused and self._got == 0:
-                raise _Stale()
-            self._end += n
-            self._got += n
-            return n
+        n = self._io(False, self._mv[self._end :], reused)
+        self._end += n
+        return n
 
-    def _read_until(self, sep, what, reused=False):
+    def _line(self, sep, what, reused=False):
         # The bytes before `sep` (which is consumed), from the window; a line longer than the
         # window is refused.
         while True:
@@ -279,94 +267,14 @@ class Client:
                 raise MalformedReply(
                     "https: %s from %s over %d bytes" % (what, self.host, _WINDOW)
                 )
-            if self._fill(reused) == 0:
+            if not self._fill(reused):
                 raise NetworkError("https: %s closed the connection in the %s" % (self.host, what))
-
-    def _read_into(self, n, what):
-        # Append exactly n bytes of body to self._body at self._blen.
-        if self._blen + n > MAX_BODY:
-            raise MalformedReply(
-                "https: reply body from %s over the %d-byte cap" % (self.host, MAX_BODY)
-            )
-        body = memoryview(self._body)
-        sock = self._live()
-        while n:
-            have = self._end - self._start
-            if have:
-                k = have if have < n else n
-                body[self._blen : self._blen + k] = self._mv[self._start : self._start + k]
-                self._start += k
-                self._blen += k
-                n -= k
-                continue
-            try:
-                k = sock.readinto(body[self._blen : self._blen + n])
-            except (OSError, ValueError) as e:
-                raise self._io_error(e, False) from e
-            if k is None:
-                self._wait(_POLLIN)
-                continue
-            if k == 0:
-                raise NetworkError(
-                    "https: %s closed the connection in the %s (%d bytes missing)"
-                    % (self.host, what, n)
-                )
-            self._blen += k
-            self._got += k
-            n -= k
-
-    def _read_to_eof(self):
-        while True:
-            if self._end > self._start:
-                self._read_into(self._end - self._start, "body")
-            if self._fill(False) == 0:
-                return
-
-    def _read_chunked(self):
-        while True:
-            line = self._read_until(b"\r\n", "chunk size")
-            size = _number(line.split(b";", 1)[0].strip(), 16)
-            if size < 0:
-                raise self._bad("chunk size", line)
-            if size == 0:
-                break
-            self._read_into(size, "chunked body")
-            if self._read_until(b"\r\n", "chunk end"):
-                raise MalformedReply("https: chunk of %s not followed by CRLF" % self.host)
-        # Trailer fields, if any, up to the empty line.
-        while self._read_until(b"\r\n", "chunk trailer"):
-            pass
 
     def _bad(self, what, data):
         return MalformedReply("https: bad %s %r from %s" % (what, data[:40], self.host))
 
-    def _read_head(self, reused):
-        while True:
-            head = self._read_until(b"\r\n\r\n", "reply headers", reused)
-            lines = head.split(b"\r\n")
-            parts = lines[0].split(b" ", 2)
-            status = _number(parts[1]) if len(parts) > 1 and len(parts[1]) == 3 else -1
-            if status < 0 or not parts[0].startswith(b"HTTP/1."):
-                raise self._bad("status line", lines[0])
-            if 100 <= status < 200:
-                continue  # 100 Continue and friends: the real reply follows
-            fields = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(b":")
-                if not sep:
-                    raise self._bad("header line", line)
-                name = name.strip().lower()
-                if name in (
-                    b"content-length",
-                    b"transfer-encoding",
-                    b"connection",
-                    b"retry-after",
-                ):
-                    fields[name] = value.strip().lower()
-            return parts[0], status, fields
-
     def request(self, method, path, body=b"", headers=()):
-        # One request and its reply: Reply(status, body bytes, retry_after seconds or None).
+        # One request and its reply: a Reply (status, body, retry_after seconds or None).
         # Raises NetworkError (no complete reply in time), TLSError, MalformedReply.
         self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         host = self.host if ":" not in self.host else "[" + self.host + "]"
@@ -382,13 +290,14 @@ class Client:
         for name, value in headers:
             head += "%s: %s\r\n" % (name, value)
         req = head.encode() + b"\r\n" + body
+        del head
         reused = self._sock is not None and not self._peer_closed()
         try:
             try:
                 if not reused:
                     self._connect()
                 return self._exchange(method, req, reused)
-            except _Stale:
+            except EOFError:
                 # The server closed the kept-alive connection before reading this request:
                 # nothing was processed, so it is safe to send it once more, freshly connected.
                 self._connect()
@@ -401,8 +310,11 @@ class Client:
         # Whether the server has closed (or spoilt) the idle kept-alive connection: then it is
         # dropped instead of written into. Readable with nothing to give (a TLS 1.3 session
         # ticket, say) is still open; end of stream, an error or stray bytes are not.
+        sock = self._sock
+        if sock is None:
+            return True
         try:
-            n = self._live().readinto(self._mv[self._end :])
+            n = sock.readinto(self._mv[self._end :])
         except (OSError, ValueError):
             n = 0
         if n is None:
@@ -414,33 +326,103 @@ class Client:
         self._got = 0
         if self._what != "TLS handshake":
             self._what = "send"
-        self._send(req, reused)
-        version, status, fields = self._read_head(reused)
-        self._blen = 0
-        keep = version == b"HTTP/1.1" and fields.get(b"connection") != b"close"
+        mv = memoryview(req)
+        off = 0
+        while off < len(req):
+            off += self._io(True, mv[off:], reused)
+            if self._what == "TLS handshake":
+                self._what = "send"
+        self._what = "reply"
+        del mv, req
+        # The head: status line and the header fields we use.
+        while True:
+            lines = self._line(b"\r\n\r\n", "reply headers", reused).split(b"\r\n")
+            parts = lines[0].split(b" ", 2)
+            status = _number(parts[1]) if len(parts) > 1 and len(parts[1]) == 3 else -1
+            if status < 0 or not parts[0].startswith(b"HTTP/1."):
+                raise self._bad("status line", lines[0])
+            if not 100 <= status < 200:
+                break  # 100 Continue and friends: the real reply follows
+        fields = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise self._bad("header line", line)
+            name = name.strip().lower()
+            if name in (b"content-length", b"transfer-encoding", b"connection", b"retry-after"):
+                fields[name] = value.strip().lower()
+        keep = parts[0] == b"HTTP/1.1" and fields.get(b"connection") != b"close"
+        del lines, parts
         te = fields.get(b"transfer-encoding")
         cl = fields.get(b"content-length")
+        # The body goes straight into a buffer of its announced length, or into one of the cap.
         if method == "HEAD" or status in (204, 304):
-            pass
-        elif te is not None:
-            if te != b"chunked":
-                raise MalformedReply("https: unsupported transfer-encoding %r" % te)
-            self._read_chunked()
-        elif cl is not None:
+            body = bytearray(0)
+        elif te is None and cl is not None:
             n = _number(cl)
             if n < 0:
                 raise self._bad("content-length", cl)
-            self._read_into(n, "body")
+            body = bytearray(min(n, MAX_BODY))
+            self._body(body, 0, n, "body")
+        elif te is not None and te != b"chunked":
+            raise MalformedReply("https: unsupported transfer-encoding %r" % te)
         else:
-            # No length: the body ends when the server closes the connection.
-            keep = False
-            self._read_to_eof()
+            body = bytearray(MAX_BODY)
+            blen = 0
+            if te is None:
+                # No length: the body ends when the server closes the connection.
+                keep = False
+                while True:
+                    blen = self._body(body, blen, self._end - self._start, "body")
+                    if not self._fill():
+                        break
+            else:
+                while True:
+                    line = self._line(b"\r\n", "chunk size")
+                    size = _number(line.split(b";", 1)[0].strip(), 16)
+                    if size < 0:
+                        raise self._bad("chunk size", line)
+                    if size == 0:
+                        break
+                    blen = self._body(body, blen, size, "chunked body")
+                    if self._line(b"\r\n", "chunk end"):
+                        raise MalformedReply("https: chunk of %s not followed by CRLF" % self.host)
+                # Trailer fields, if any, up to the empty line.
+                while self._line(b"\r\n", "chunk trailer"):
+                    pass
+            body = body[:blen]
         if not keep or self._end != self._start:
             self.close()
         else:
             self._start = self._end = 0
-        retry_after = None
+        r = Reply()
+        r.status = status
+        r.body = body
         ra = fields.get(b"retry-after")
         if ra is not None and ra.isdigit():
-            retry_after = int(ra)
-        return Reply(status, bytes(self._body[: self._blen]), retry_after)
+            r.retry_after = int(ra)
+        return r
+
+    def _body(self, body, blen, n, what):
+        # Append exactly n bytes of body to body[blen:]; -> the new length.
+        if blen + n > MAX_BODY:
+            raise MalformedReply(
+                "https: reply body from %s over the %d-byte cap" % (self.host, MAX_BODY)
+            )
+        mv = memoryview(body)
+        while n:
+            have = self._end - self._start
+            if have:
+                k = have if have < n else n
+                mv[blen : blen + k] = self._mv[self._start : self._start + k]
+                self._start += k
+            else:
+                k = self._io(False, mv[blen : blen + n], False)
+                if not k:
+                    raise NetworkError(
+                        "https: %s closed the connection in the %s (%d bytes missing)"
+                        % (self.host, what, n)
+                    )
+            blen += k
+            n -= k
+        return blen

@@ -15,8 +15,6 @@ from rmclaim.errors import (
     Unauthorized,
 )
 
-_INITIATE = "/claim/initiate"
-_VERIFY = "/claim/verify"
 _USER_AGENT = "rmclaim/0.1.0 (MicroPython)"
 # Field limits of the RainMaker firmware's parser (auth_id 63, challenge 129 chars), and of
 # the CSR CN buffer for node ids; a host name fits DNS's 253.
@@ -24,7 +22,6 @@ _MAX_AUTH_ID = const(63)
 _MAX_CHALLENGE = const(129)
 _MAX_NODE_ID = const(46)
 _MAX_HOST = const(253)
-_PEM_CERT = "-----BEGIN CERTIFICATE-----"
 
 
 def challenge_response(unique_id, challenge):
@@ -39,36 +36,33 @@ def challenge_response(unique_id, challenge):
 
 class VerifyReply:
     # certificate: the PEM text exactly as received (device certificate, usually followed by
-    # the claim CA); mqtt_host / mqtt_cred_host: None when the service sent none.
-    def __init__(self, certificate, mqtt_host, mqtt_cred_host):
-        self.certificate = certificate
-        self.mqtt_host = mqtt_host
-        self.mqtt_cred_host = mqtt_cred_host
-
-
-def _text(body):
-    # The service's error text: "description" (claiming errors), "message" (API gateway),
-    # else the raw body, shortened.
-    try:
-        obj = json.loads(body)
-        if isinstance(obj, dict):
-            for key in ("description", "message"):
-                if isinstance(obj.get(key), str):
-                    return obj[key]
-    except ValueError:
-        pass
-    try:
-        text = str(body[:120], "utf-8")
-    except ValueError:
-        text = repr(body[:40])
-    return text or "(empty reply)"
+    # the claim CA); mqtt_host / mqtt_cred_host: None when the service sent none. Plain data,
+    # no methods: holding one does not keep this module (and https) loaded.
+    certificate = ""
+    mqtt_host = None
+    mqtt_cred_host = None
 
 
 def error_for(step, status, body, retry_after=None):
     # The exception for a non-200 reply of `step` ("initiate" or "verify"). The claiming
     # service answers {"status":"failure","description":...} with a 4xx/5xx status; known
-    # texts decide the class, then the status does.
-    text = _text(body)
+    # texts decide the class, then the status does. The text: "description" (claiming
+    # errors), "message" (API gateway), else the raw body, shortened.
+    text = None
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict):
+            text = obj.get("description")
+            if not isinstance(text, str):
+                text = obj.get("message")
+    except ValueError:
+        pass
+    if not isinstance(text, str):
+        try:
+            text = str(body[:120], "utf-8")
+        except ValueError:
+            text = repr(bytes(body[:40]))
+        text = text or "(empty reply)"
     low = text.lower()
     msg = "service: %s refused (HTTP %d): %s" % (step, status, text)
     if "quota" in low:
@@ -85,42 +79,39 @@ def error_for(step, status, body, retry_after=None):
     return ServiceError(msg, status)
 
 
-def _object(step, reply):
+def _fields(step, reply, *want):
+    # The reply's JSON object checked, and for each (key, limit) of want (a negative limit:
+    # optional) its value: a string of 1..limit characters, or None when optional and absent.
     if reply.status != 200:
         raise error_for(step, reply.status, reply.body, reply.retry_after)
     try:
         obj = json.loads(reply.body)
     except ValueError:
         raise MalformedReply(
-            "service: %s reply is not JSON: %r" % (step, reply.body[:40]), reply.status
+            "service: %s reply is not JSON: %r" % (step, bytes(reply.body[:40])), 200
         ) from None
     if not isinstance(obj, dict):
-        raise MalformedReply("service: %s reply is not a JSON object" % step, reply.status)
-    return obj
-
-
-def _field(step, obj, key, limit, required=True):
-    v = obj.get(key)
-    if v is None and not required:
-        return None
-    if not isinstance(v, str) or not v or len(v) > limit:
-        raise MalformedReply(
-            "service: %s reply: wanted %s as a string of 1..%d characters, got %r"
-            % (
-                step,
-                key,
-                limit,
-                v if v is None or isinstance(v, (bool, int)) else type(v).__name__,
-            ),
-            200,
-        )
-    return v
-
-
-def _pem_body(pem):
-    # The CSR as the firmware sends it: the final newline dropped, every other newline
-    # escaped as \n by json.dumps (which leaves "/" alone).
-    return json.dumps(pem.rstrip("\n"))
+        raise MalformedReply("service: %s reply is not a JSON object" % step, 200)
+    out = []  # type: list
+    for key, limit in want:
+        v = obj.get(key)
+        if v is None and limit < 0:
+            out.append(None)
+            continue
+        limit = abs(limit)
+        if not isinstance(v, str) or not v or len(v) > limit:
+            raise MalformedReply(
+                "service: %s reply: wanted %s as a string of 1..%d characters, got %r"
+                % (
+                    step,
+                    key,
+                    limit,
+                    v if v is None or isinstance(v, (bool, int)) else type(v).__name__,
+                ),
+                200,
+            )
+        out.append(v)
+    return out
 
 
 class Service:
@@ -136,7 +127,7 @@ class Service:
     def close(self):
         self.http.close()
 
-    def _post(self, path, body, token):
+    def _post(self, verify, body, token):
         if token is None:
             # Self-claim, as the firmware's esp_http_client sends it: no Content-Type, no
             # Authorization.
@@ -148,47 +139,55 @@ class Service:
                 ("Content-Type", "application/json"),
                 ("Authorization", token),
             ]
+        if verify:
+            path = "/claim/verify?matter=true" if self.matter else "/claim/verify"
+        else:
+            path = "/claim/initiate"
         return self.http.request("POST", path, body.encode(), headers)
 
-    def _initiate(self, mac, platform, token):
+    def _initiate(self, mac, platform, token, *want):
         body = '{"mac_addr":%s,"platform":%s}' % (json.dumps(mac), json.dumps(platform))
-        return _object("initiate", self._post(_INITIATE, body, token))
+        return _fields("initiate", self._post(False, body, token), *want)
 
     def initiate_self(self, mac, platform):
         # -> (auth_id, challenge)
-        obj = self._initiate(mac, platform, None)
-        return (
-            _field("initiate", obj, "auth_id", _MAX_AUTH_ID),
-            _field("initiate", obj, "challenge", _MAX_CHALLENGE),
+        auth_id, challenge = self._initiate(
+            mac, platform, None, ("auth_id", _MAX_AUTH_ID), ("challenge", _MAX_CHALLENGE)
         )
+        return auth_id, challenge
 
     def initiate_token(self, mac, platform, token):
         # -> node_id, assigned by the service (the same for the same MAC and user)
-        obj = self._initiate(mac, platform, token)
-        return _field("initiate", obj, "node_id", _MAX_NODE_ID)
-
-    def _verify_path(self):
-        return _VERIFY + "?matter=true" if self.matter else _VERIFY
+        return self._initiate(mac, platform, token, ("node_id", _MAX_NODE_ID))[0]
 
     def verify_self(self, auth_id, challenge_response, csr_pem):
         body = '{"auth_id":%s,"challenge_response":%s,"csr":%s}' % (
             json.dumps(auth_id),
             json.dumps(challenge_response),
-            _pem_body(csr_pem),
+            json.dumps(csr_pem.rstrip("\n")),
         )
-        return self._verify_reply(self._post(self._verify_path(), body, None))
+        return self._verify(body, None)
 
     def verify_token(self, csr_pem, token):
-        body = '{"csr":%s,"send_mqtt_host":true}' % _pem_body(csr_pem)
-        return self._verify_reply(self._post(self._verify_path(), body, token))
+        body = '{"csr":%s,"send_mqtt_host":true}' % json.dumps(csr_pem.rstrip("\n"))
+        return self._verify(body, token)
 
-    def _verify_reply(self, reply):
-        obj = _object("verify", reply)
-        cert = _field("verify", obj, "certificate", https.MAX_BODY)
-        if _PEM_CERT not in cert:
-            raise MalformedReply("service: verify reply: certificate is not PEM", 200)
-        return VerifyReply(
-            cert,
-            _field("verify", obj, "mqtt_host", _MAX_HOST, False),
-            _field("verify", obj, "mqtt_cred_host", _MAX_HOST, False),
+    def _verify(self, body, token):
+        # The CSR goes as the firmware sends it: the final newline dropped, every other newline
+        # escaped as \n by json.dumps (which leaves "/" alone).
+        reply = self._post(True, body, token)
+        del body
+        cert, host, cred = _fields(
+            "verify",
+            reply,
+            ("certificate", https.MAX_BODY),
+            ("mqtt_host", -_MAX_HOST),
+            ("mqtt_cred_host", -_MAX_HOST),
         )
+        if "-----BEGIN CERTIFICATE-----" not in cert:
+            raise MalformedReply("service: verify reply: certificate is not PEM", 200)
+        r = VerifyReply()
+        r.certificate = cert
+        r.mqtt_host = host
+        r.mqtt_cred_host = cred
+        return r

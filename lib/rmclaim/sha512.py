@@ -2,8 +2,9 @@
 
 # Stock ESP32 firmware (and the Unix port) has only sha256, sha1 and md5 in hashlib, and the
 # self-claim challenge needs HMAC-SHA512, hence the fallback (FIPS 180-4 section 6.4). It
-# keeps one message schedule per call, reads each 128-byte block straight from the input
-# through a memoryview and builds no per-block lists. Words are plain ints masked to 64 bits.
+# keeps the message schedule as a 16-word ring (each word is needed for 16 rounds only),
+# reads each 128-byte block straight from the input through a memoryview and builds no
+# per-block lists. Words are plain ints masked to 64 bits.
 
 from micropython import const
 
@@ -71,26 +72,27 @@ def _words(table):
 
 
 def _compress(h, w, k, block, offset):
-    # One 128-byte block of block[offset:] into the state h, with w as the schedule and k a
-    # memoryview of the round constants.
+    # One 128-byte block of block[offset:] into the state h, with w a 16-word ring holding
+    # the last 16 words of the message schedule and k a memoryview of the round constants.
     m = _M
-    for i in range(16):
-        j = offset + 8 * i
-        w[i] = int.from_bytes(block[j : j + 8], "big")
-    for i in range(16, 80):
-        x = w[i - 15]
-        y = w[i - 2]
-        s0 = ((x >> 1 | x << 63) ^ (x >> 8 | x << 56) ^ x >> 7) & m
-        s1 = ((y >> 19 | y << 45) ^ (y >> 61 | y << 3) ^ y >> 6) & m
-        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & m
     a, b, c, d, e, f, g, hh = h
     for i in range(80):
+        if i < 16:
+            j = offset + 8 * i
+            wi = int.from_bytes(block[j : j + 8], "big")
+        else:
+            x = w[(i - 15) & 15]
+            y = w[(i - 2) & 15]
+            s0 = ((x >> 1 | x << 63) ^ (x >> 8 | x << 56) ^ x >> 7) & m
+            s1 = ((y >> 19 | y << 45) ^ (y >> 61 | y << 3) ^ y >> 6) & m
+            wi = (w[i & 15] + s0 + w[(i - 7) & 15] + s1) & m
+        w[i & 15] = wi
         t1 = (
             hh
             + (((e >> 14 | e << 50) ^ (e >> 18 | e << 46) ^ (e >> 41 | e << 23)) & m)
             + (g ^ (e & (f ^ g)))
             + int.from_bytes(k[8 * i : 8 * i + 8], "big")
-            + w[i]
+            + wi
         )
         t2 = (((a >> 28 | a << 36) ^ (a >> 34 | a << 30) ^ (a >> 39 | a << 25)) & m) + (
             (a & b) | (c & (a | b))
@@ -116,7 +118,7 @@ def _compress(h, w, k, block, offset):
 def _sha512_py(data):
     h = _words(_H)
     k = memoryview(_K)
-    w = [0] * 80
+    w = [0] * 16
     n = len(data)
     full = n - n % 128
     view = memoryview(data)

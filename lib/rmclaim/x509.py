@@ -4,19 +4,18 @@
 # keeps the raw parts a signature check needs; it does not judge validity dates or names.
 # verify_signature() supports issuers with EC P-256 keys (ecdsa-with-SHA256) and RSA keys of
 # 2048 to 4096 bits with a public exponent below 2^32 (sha256WithRSAEncryption, PKCS#1 v1.5,
-# as the ESP RainMaker CA uses).
+# as the ESP RainMaker CA uses). p256 and csr (PEM) are imported only by the calls that need
+# them.
 
 import hashlib
 
 from micropython import const
 
-from rmclaim import p256
 from rmclaim.asn1 import (
     decode_all,
     decode_bit_string,
     decode_boolean,
     decode_context,
-    decode_ecdsa_signature,
     decode_integer,
     decode_null,
     decode_octet_string,
@@ -64,6 +63,7 @@ class Certificate:
         self.signature = decode_all(rest, decode_bit_string)
 
         body = tbs_body
+        del tbs_body, rest
         self.version = 1
         if body and body[0] == 0xA0:
             version, body = decode_context(body, 0)
@@ -76,32 +76,65 @@ class Certificate:
         if serial[0] & 0x80:
             self.serial -= 1 << (8 * len(serial))
         self.tbs_signature_algorithm, _, body = _algorithm(body)
-        self.issuer, issuer_attributes, body = _name(body)
-        self.issuer_cn = _common_name(issuer_attributes)
+        self.issuer, attributes, body = _name(body)
+        self.issuer_cn = _common_name(attributes)
         validity, body = decode_sequence(body)
         self.not_before, validity = decode_time(validity)
         self.not_after, validity = decode_time(validity)
         if validity:
-            raise DERError("x509: %d bytes after the validity period" % len(validity))
+            raise DERError("x509: %d bytes after the validity" % len(validity))
         self.subject, self.subject_attributes, body = _name(body)
         self.subject_cn = _common_name(self.subject_attributes)
+
+        # SubjectPublicKeyInfo: the P-256 point, or the RSA modulus and exponent.
         key, body = decode_sequence(body)
-        (
-            self.public_key_algorithm,
-            self.public_key_point,
-            self.rsa_modulus,
-            self.rsa_exponent,
-        ) = _public_key(key)
+        self.public_key_algorithm, params, key = _algorithm(key)
+        key = decode_all(key, decode_bit_string)
+        self.public_key_point = self.rsa_modulus = self.rsa_exponent = None
+        if self.public_key_algorithm == _EC_KEY:
+            if decode_all(params, decode_oid) == _P256 and len(key) == 65 and key[0] == 4:
+                self.public_key_point = bytes(key)
+        elif self.public_key_algorithm == _RSA_KEY:
+            decode_all(params, decode_null)
+            key = decode_all(key, decode_sequence)
+            self.rsa_modulus, key = decode_integer(key)
+            self.rsa_exponent, key = decode_integer(key)
+            if key:
+                raise DERError("x509: %d bytes after the RSA exponent" % len(key))
+
         for number in (1, 2):  # issuerUniqueID, subjectUniqueID: [n] IMPLICIT BIT STRING
             if body and body[0] in (0x80 | number, 0xA0 | number):
                 _, _, body = decode_tlv(body)
-        self.extensions = {}
+        self.extensions = {}  # type: dict
         if body and body[0] == 0xA3:
-            extensions, body = decode_context(body, 3)
-            self.extensions = _extensions(extensions)
+            # {oid: (critical, value DER)} of the Extensions SEQUENCE.
+            ext, body = decode_context(body, 3)
+            ext = decode_all(ext, decode_sequence)
+            if not ext:
+                raise DERError("x509: empty extensions")
+            while ext:
+                one, ext = decode_sequence(ext)
+                oid, one = decode_oid(one)
+                critical = False
+                if one and one[0] == 0x01:
+                    critical, one = decode_boolean(one)
+                value = decode_all(one, decode_octet_string)
+                if oid in self.extensions:
+                    raise DERError("x509: extension %s twice" % oid)
+                self.extensions[oid] = (critical, bytes(value))
         if body:
-            raise DERError("x509: unexpected tag 0x%02x at the end of the certificate" % body[0])
-        self.ca, self.path_length = _basic_constraints(self.extensions)
+            raise DERError("x509: unexpected tag 0x%02x at the end" % body[0])
+        # Basic constraints: (cA flag, path length); (None, None) without the extension.
+        self.ca = self.path_length = None
+        if _BASIC_CONSTRAINTS in self.extensions:
+            body = decode_all(self.extensions[_BASIC_CONSTRAINTS][1], decode_sequence)
+            self.ca = False
+            if body and body[0] == 0x01:
+                self.ca, body = decode_boolean(body)
+            if body:
+                self.path_length, body = decode_integer(body)
+            if body:
+                raise DERError("x509: %d bytes after basic constraints" % len(body))
 
 
 def _algorithm(data):
@@ -119,7 +152,7 @@ def _name(data):
     while body:
         rdn, body = decode_set(body)
         if not rdn:
-            raise DERError("x509: empty RelativeDistinguishedName")
+            raise DERError("x509: empty RDN")
         while rdn:
             atv, rdn = decode_sequence(rdn)
             oid, value = decode_oid(atv)
@@ -141,105 +174,37 @@ def _common_name(attributes):
     return None
 
 
-def _public_key(body):
-    # (algorithm OID, P-256 point or None, RSA modulus or None, RSA exponent or None) of the
-    # content of a SubjectPublicKeyInfo.
-    oid, params, body = _algorithm(body)
-    key = decode_all(body, decode_bit_string)
-    if oid == _EC_KEY:
-        curve = decode_all(params, decode_oid)
-        if curve == _P256 and len(key) == 65 and key[0] == 4:
-            return oid, bytes(key), None, None
-    elif oid == _RSA_KEY:
-        decode_all(params, decode_null)
-        body = decode_all(key, decode_sequence)
-        modulus, body = decode_integer(body)
-        exponent, body = decode_integer(body)
-        if body:
-            raise DERError("x509: %d bytes after the RSA public exponent" % len(body))
-        return oid, None, modulus, exponent
-    return oid, None, None, None
-
-
-def _extensions(data):
-    # {oid: (critical, value DER)} of the Extensions SEQUENCE in data.
-    seen = {}
-    body = decode_all(data, decode_sequence)
-    if not body:
-        raise DERError("x509: empty extensions")
-    while body:
-        ext, body = decode_sequence(body)
-        oid, ext = decode_oid(ext)
-        critical = False
-        if ext and ext[0] == 0x01:
-            critical, ext = decode_boolean(ext)
-        value = decode_all(ext, decode_octet_string)
-        if oid in seen:
-            raise DERError("x509: extension %s twice" % oid)
-        seen[oid] = (critical, bytes(value))
-    return seen
-
-
-def _basic_constraints(extensions):
-    # (cA flag, path length) from basic constraints; (None, None) without the extension.
-    if _BASIC_CONSTRAINTS not in extensions:
-        return None, None
-    body = decode_all(extensions[_BASIC_CONSTRAINTS][1], decode_sequence)
-    ca = False
-    length = None
-    if body and body[0] == 0x01:
-        ca, body = decode_boolean(body)
-    if body:
-        length, body = decode_integer(body)
-    if body:
-        raise DERError("x509: %d bytes after basic constraints" % len(body))
-    return ca, length
-
-
 def parse_certificate(der):
     # A Certificate from one DER certificate filling all of der; DERError when malformed.
     return Certificate(der)
 
 
 def split_pem_chain(text):
-    # The DER of every CERTIFICATE block in text, in order; DERError if there is none.
-    from rmclaim.csr import pem_decode
+    # The DER of every CERTIFICATE block in text (str or bytes), in order; DERError if there
+    # is none or one is damaged.
+    from rmclaim.csr import pem_split
 
-    if not isinstance(text, str):
-        try:
-            text = bytes(text).decode()
-        except UnicodeError:
-            raise DERError("pem: certificate text is not UTF-8") from None
-    chain = []
-    begin = "-----BEGIN CERTIFICATE-----"
-    start = text.find(begin)
-    while start >= 0:
-        stop = text.find("-----END CERTIFICATE-----", start)
-        if stop < 0:
-            raise DERError("pem: %s without its END line" % begin)
-        chain.append(pem_decode(text[start : stop + 25], "CERTIFICATE"))
-        start = text.find(begin, stop)
-    if not chain:
-        raise DERError("pem: no %s found" % begin)
-    return chain
+    return pem_split(text, "CERTIFICATE")
 
 
-def _rsa_verify(modulus, exponent, signature, digest):
-    size = 0
-    m = modulus
-    while m:
-        m >>= 8
-        size += 1
-    if not _MIN_RSA_BYTES <= size <= _MAX_RSA_BYTES or len(signature) != size:
-        return False
-    if exponent < 3 or not exponent & 1 or exponent >> 32:
-        return False
-    s = int.from_bytes(signature, "big")
-    if s >= modulus:
-        return False
-    info = _SHA256_INFO + digest
-    expected = b"\x00\x01" + b"\xff" * (size - 3 - len(info)) + b"\x00" + info
-    return pow(s, exponent, modulus).to_bytes(size, "big") == expected
+def ec_signature(cert, issuer):
+    # What an ECDSA P-256/SHA-256 check of cert (a Certificate) by issuer (a Certificate) needs,
+    # as plain numbers for p256.verify: ((x, y), digest, (r, s)); None when cert is not signed
+    # with ecdsa-with-SHA256 (or says so inconsistently), the issuer has no P-256 key, or the
+    # signature is malformed. (A claim checks with it after the parser has left the heap.)
+    point = issuer.public_key_point
+    algorithm = cert.signature_algorithm
+    if point is None or algorithm != ECDSA_SHA256 or algorithm != cert.tbs_signature_algorithm:
+        return None
+    from rmclaim.asn1 import decode_ecdsa_signature
+
+    try:
+        rs = decode_ecdsa_signature(cert.signature)
+    except ValueError:
+        return None
+    x = int.from_bytes(point[1:33], "big")
+    y = int.from_bytes(point[33:], "big")
+    return (x, y), hashlib.sha256(cert.tbs).digest(), rs
 
 
 def verify_signature(cert, issuer):
@@ -253,16 +218,33 @@ def verify_signature(cert, issuer):
         algorithm = cert.signature_algorithm
         if algorithm != cert.tbs_signature_algorithm:
             return False
-        digest = hashlib.sha256(cert.tbs).digest()
         if algorithm == ECDSA_SHA256:
-            point = issuer.public_key_point
-            if point is None:
+            job = ec_signature(cert, issuer)
+            if job is None:
                 return False
-            x = int.from_bytes(point[1:33], "big")
-            y = int.from_bytes(point[33:], "big")
-            return p256.verify((x, y), digest, decode_ecdsa_signature(cert.signature))
-        if algorithm == RSA_SHA256 and issuer.rsa_modulus is not None:
-            return _rsa_verify(issuer.rsa_modulus, issuer.rsa_exponent, cert.signature, digest)
+            from rmclaim import p256
+
+            return p256.verify(*job)
+        n = issuer.rsa_modulus
+        if algorithm == RSA_SHA256 and n is not None:
+            # PKCS#1 v1.5: s^e mod n must be 00 01 FF..FF 00 DigestInfo(sha256, digest).
+            e = issuer.rsa_exponent
+            signature = cert.signature
+            size = 0
+            m = n
+            while m:
+                m >>= 8
+                size += 1
+            if not _MIN_RSA_BYTES <= size <= _MAX_RSA_BYTES or len(signature) != size:
+                return False
+            if e < 3 or not e & 1 or e >> 32:
+                return False
+            s = int.from_bytes(signature, "big")
+            if s >= n:
+                return False
+            info = _SHA256_INFO + hashlib.sha256(cert.tbs).digest()
+            expected = b"\x00\x01" + b"\xff" * (size - 3 - len(info)) + b"\x00" + info
+            return pow(s, e, n).to_bytes(size, "big") == expected
     except (ValueError, TypeError, AttributeError, IndexError):
         return False
     return False
