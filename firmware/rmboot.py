@@ -13,8 +13,8 @@
 # Status LED (the board's LED pin, below): connecting = slow blink (500 ms on, 500 ms off)
 # while Wi-Fi associates and the clock syncs; claiming = steady on; claimed = 200 ms dark,
 # three short flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart)
-# then 1 s dark, repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4,
-# quota 5, config 6, device 7.
+# between 800 ms of dark, repeated while waiting to retry: no-wifi 2, unreachable 3,
+# rejected 4, quota 5, config 6, device 7.
 #
 # A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
 # reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
@@ -140,16 +140,17 @@ class LED:
         return 7
 
     def error_wait(self, cls, seconds):
-        # The error pattern, repeated until `seconds` have passed (at least once through).
+        # The error pattern, repeated until `seconds` have passed (at least once through):
+        # N flashes with 800 ms dark before and after each group, so a group never merges
+        # with what the LED shows before or after the wait.
         n = self.flashes(cls)
         end = time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+        self.set(False)
+        time.sleep_ms(800)
         while True:
             for _ in range(n):
                 self.blink(150, 250)
-            t = time.ticks_diff(end, time.ticks_ms())
-            if t <= 0:
-                return
-            time.sleep_ms(1000 if t > 1000 else t)
+            time.sleep_ms(550)  # with the last flash's 250 ms: 800 ms dark
             if time.ticks_diff(end, time.ticks_ms()) <= 0:
                 return
 

@@ -104,7 +104,7 @@ def led_segments(board: VirtualBoard, since_ms: int) -> list[tuple[int, int]]:
     return out
 
 
-def flash_groups(segments: list[tuple[int, int]], gap_ms: int = 700) -> list[int]:
+def flash_groups(segments: list[tuple[int, int]], gap_ms: int = 600) -> list[int]:
     """Counts of short on-pulses (< 400 ms) between dark gaps of at least `gap_ms`."""
     groups: list[int] = []
     count = 0

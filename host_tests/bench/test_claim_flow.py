@@ -92,3 +92,21 @@ def test_led_connecting_claiming_claimed(bench: BenchSetup, board: VirtualBoard)
     assert all(80 <= ms <= 250 for _, ms in flashes)
     assert final == (0, -1)
     assert flash_groups(segments[-7:]) == [3]
+
+
+APP = b"""
+def main(creds):
+    print("app: running as", creds.node_id)
+"""
+
+
+def test_app_py_runs_after_the_claim_with_the_credentials(bench: BenchSetup, board: Board) -> None:
+    bench.prepare()
+    board.fs_write("/app.py", APP)
+    try:
+        since = board.reset()
+        lines = board.watch_status(since, until=("app", "run"), timeout=bench.timeout)
+        node_id = next(s for s in lines if s.step == "claimed").fields["node_id"]
+        board.expect(rf"^app: running as {node_id}\r?$", timeout=bench.timeout, since=since)
+    finally:
+        board.fs_remove("/app.py")
