@@ -18,7 +18,13 @@ del _saved_path
 
 
 def __getattr__(name):
-    # Everything not defined here (idle, soft_reset, time_pulse_us, Signal...) is the builtin's.
+    # Pin, RTC and WDT come from _machine_io, imported on first use (a claim needs none of
+    # them); everything else not defined here (soft_reset, time_pulse_us, Signal...) is the
+    # builtin's.
+    if name in ("Pin", "RTC", "WDT"):
+        import _machine_io
+
+        return getattr(_machine_io, name)
     return getattr(_builtin, name)
 
 
@@ -78,81 +84,3 @@ class _Mem:
 mem8 = _Mem(1)
 mem16 = _Mem(2)
 mem32 = _Mem(4)
-
-
-class Pin:
-    IN = 1
-    OUT = 3
-    OPEN_DRAIN = 7
-    PULL_UP = 2
-    PULL_DOWN = 1
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-    DRIVE_0 = 0
-    DRIVE_1 = 1
-    DRIVE_2 = 2
-    DRIVE_3 = 3
-
-    # Levels of every pin driven in this process; each change is appended to pins.log as
-    # "<epoch ms> <pin> <level>" so tests can read patterns such as the status LED's.
-    _levels = {}
-
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None):
-        self._id = id
-        self.init(mode, pull, value=value)
-
-    def init(self, mode=-1, pull=-1, *, value=None, drive=None):
-        if mode != -1:
-            self._mode = mode
-        if value is not None:
-            self.value(value)
-
-    def value(self, x=None):
-        if x is None:
-            return Pin._levels.get(self._id, 0)
-        level = 1 if x else 0
-        if Pin._levels.get(self._id) != level:
-            Pin._levels[self._id] = level
-            with open(_boardsim.path("pins.log"), "a") as f:
-                f.write("%d %s %d\n" % (_boardsim.now_ms(), self._id, level))
-        return None
-
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
-    def irq(self, handler=None, trigger=3):
-        return None
-
-    def __repr__(self):
-        return "Pin(%s)" % self._id
-
-
-class RTC:
-    # The host clock is the board clock; setting it (mpremote rtc --set) is accepted and ignored.
-    def __init__(self, id=0):
-        pass
-
-    def datetime(self, dt=None):
-        if dt is not None:
-            return None
-        import time
-
-        t = time.localtime()
-        return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-
-    def init(self, dt):
-        return None
-
-
-class WDT:
-    def __init__(self, id=0, timeout=5000):
-        self.timeout = timeout
-
-    def feed(self):
-        pass
