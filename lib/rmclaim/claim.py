@@ -4,7 +4,7 @@ import time
 
 from micropython import const
 
-from rmclaim.errors import BadCertificate, ClaimError, ConfigError, QuotaExceeded, UnsupportedChip
+from rmclaim.errors import ClaimError, ConfigError, QuotaExceeded, UnsupportedChip
 
 try:
     from time import ticks_diff, ticks_ms
@@ -110,63 +110,10 @@ def check_certificate(point, node_id, certificate, claim_ca=None):
     # public key is ours (point: the 65-byte uncompressed public point of the stored key), its
     # CN is the node id, it is signed by the claim CA (the pinned claim_ca PEM, or else a CA
     # certificate sent with it over the pinned TLS session), and it has not expired (when the
-    # clock is set: an unset one starts in 2000, and the firmware syncs it first). Raises
-    # BadCertificate naming what failed. In steps, each with only its own code on the heap:
-    # the PEM (csr), the DER (x509, asn1), then an EC signature (p256).
-    key, cn, issuer, end, jobs = _parse_claimed(certificate, claim_ca)
-    unload("x509", "asn1")
-    if key != point:
-        raise BadCertificate("check: the certificate is for another key, not this board's")
-    if cn != node_id:
-        raise BadCertificate(
-            "check: the certificate CN is %r, wanted the node id %r" % (cn, node_id)
-        )
-    while jobs:
-        from rmclaim import p256
+    # clock is set). Raises BadCertificate naming what failed. (rmclaim.check does it.)
+    from rmclaim import check
 
-        if p256.verify(*jobs.pop()):
-            jobs = None
-    if jobs is not None:
-        raise BadCertificate(
-            "check: the certificate (issuer %r) does not verify against the %s claim CA"
-            % (issuer, "pinned" if claim_ca is not None else "sent")
-        )
-    now = time.gmtime()
-    if now[0] >= 2025 and tuple(now[:6]) > tuple(end):
-        raise BadCertificate("check: the certificate expired at %r" % (end,))
-
-
-def _pem_certificates(certificate, claim_ca):
-    # (device certificate DER, [claim CA certificate DER, ...]) from the PEM texts.
-    from rmclaim import csr
-
-    ders = csr.pem_split(certificate, "CERTIFICATE")
-    return ders[0], ders[1:] if claim_ca is None else csr.pem_split(claim_ca, "CERTIFICATE")
-
-
-def _parse_claimed(certificate, claim_ca):
-    # What check_certificate needs, as plain values (a Certificate would keep x509 loaded):
-    # (public point, CN, issuer CN, not_after, the EC signature checks left for p256 or None
-    # when an RSA claim CA verified it).
-    try:
-        dev, cas = _pem_certificates(certificate, claim_ca)
-        unload("csr")
-        from rmclaim import x509
-
-        dev = x509.parse_certificate(dev)
-        jobs = []  # type: list | None
-        while cas:
-            ca = x509.parse_certificate(cas.pop(0))
-            if ca.subject_cn == dev.issuer_cn:
-                job = x509.ec_signature(dev, ca)
-                if job is not None:
-                    jobs.append(job)  # type: ignore[union-attr]
-                elif x509.verify_signature(dev, ca):
-                    jobs = None
-                    break
-    except ValueError as e:
-        raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
-    return dev.public_key_point, dev.subject_cn, dev.issuer_cn, dev.not_after, jobs
+    check.check_certificate(point, node_id, certificate, claim_ca, unload)
 
 
 def unload(*names):
@@ -232,61 +179,83 @@ def _prepare(cfg, ev, ident, mode, csr_cache):
     return d, key_pem, point, ca
 
 
-def _talk(cfg, ev, ident, mode, uid, ca, csr_cache, resume=None):
-    # The requests of one attempt over one https.Client: initiate, then verify when the CSR
-    # is at hand. -> (node_id, VerifyReply, None), or (node_id, None, connection) when a token
-    # claim's CSR still has to be made for the node id: call again with resume=(node_id,
-    # connection) to verify on the same TLS session.
+def _service(name, *args):
+    # service.<name>(*args), in a frame of its own (the module can leave the heap after it).
     from rmclaim import service
 
-    svc = service.Service(cfg, ca)
-    token = cfg.access_token
+    return getattr(service, name)(*args)
+
+
+def _close(conn):
+    # Close a connection https.Client.detach() handed out: its TLS and raw sockets.
+    for s in conn[:2] if conn else ():
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def _send(cfg, ev, ca, conn, req):
+    # One request (path, headers, body) over the connection conn (None: a new one). ->
+    # (https.Reply, the connection if the server keeps it open, else None)
+    from rmclaim import https
+
+    http = https.Client(
+        cfg.service_url, cfg.ca if ca is None else ca, cfg.timeout_s, cfg.allow_insecure_http
+    )
+    http.attach(conn)
     try:
-        if resume is not None:
-            node_id = resume[0]
-            svc.http.attach(resume[1])
-        elif mode == "self":
-            node_id = ident.mac
-            auth_id, challenge = ev.run("initiate", svc.initiate_self, node_id, ident.platform)
-            response = ev.run("hmac", service.challenge_response, uid, challenge)
-            unload("sha512")
-            reply = ev.run("verify", svc.verify_self, auth_id, response, csr_cache[node_id])
-            return node_id, reply, None
-        else:
-            node_id = ev.run("initiate", svc.initiate_token, ident.mac, ident.platform, token)
-            if node_id not in csr_cache:
-                return node_id, None, svc.http.detach()
-        return node_id, ev.run("verify", svc.verify_token, csr_cache[node_id], token), None
+        path, headers, body = req
+        del req
+        return http.request("POST", path, body, headers), http.detach()
     finally:
-        ev.handshakes += svc.http.handshakes
-        svc.close()
+        ev.handshakes += http.handshakes
+        http.close()
+
+
+def _call(cfg, ev, ca, conn, name, args, reply_args):
+    # A request of the claiming API (name "initiate" or "verify") in three steps, each with
+    # only its own code on the heap: the request (service), its transfer (https: the TLS
+    # session), the reply (service). -> (what the reply says, the connection left open)
+    req = _service(name + "_request", *args)
+    unload("service")
+    reply, conn = _send(cfg, ev, ca, conn, req)
+    del req
+    unload("https")
+    try:
+        return _service(name + "_reply", reply, *reply_args), conn
+    except BaseException:
+        _close(conn)
+        raise
 
 
 def _network(cfg, ev, ident, mode, uid, d, ca, csr_cache):
-    # The network part of one attempt (initiate and verify share one TLS session while the
-    # server keeps it open). -> (node_id, VerifyReply)
+    # The network part of one attempt. Initiate and verify share one TLS session while the
+    # server keeps it open; in between (the HMAC of the challenge, or a token claim's CSR for
+    # the node id) the session stays open but no network code is on the heap.
+    # -> (node_id, VerifyReply)
+    token = cfg.access_token if mode == "token" else None
+    conn = None
     try:
-        node_id, reply, conn = _talk(cfg, ev, ident, mode, uid, ca, csr_cache)
-        if reply is None:
-            # A token claim's CSR needs the node id. The session stays open meanwhile, but the
-            # service and https code leave the heap for the CSR and P-256 code, and come back
-            # for the verify.
-            unload("service", "https")
-            try:
+        args = (ident.mac, ident.platform, token)  # type: tuple
+        got, conn = ev.run("initiate", _call, cfg, ev, ca, None, "initiate", args, (token,))
+        if token is None:
+            node_id = ident.mac
+            response = ev.run("hmac", _service, "challenge_response", uid, got[1])
+            args = (csr_cache[node_id], cfg.matter, None, got[0], response)
+        else:
+            node_id = got
+            if node_id not in csr_cache:
                 csr_cache.clear()
                 csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
-            except BaseException:
-                for s in conn[:2] if conn else ():  # the TLS and raw sockets
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-                raise
-            unload("csr", "p256", "asn1")
-            node_id, reply, conn = _talk(cfg, ev, ident, mode, uid, ca, csr_cache, (node_id, conn))
+            args = (csr_cache[node_id], cfg.matter, token)
+        unload("service", "sha512", "csr", "p256", "asn1")
+        c, conn = conn, None
+        reply, conn = ev.run("verify", _call, cfg, ev, ca, c, "verify", args, ())
+        return node_id, reply
     finally:
+        _close(conn)
         unload("service", "https", "sha512", "csr", "p256", "asn1")
-    return node_id, reply
 
 
 def _finish(ev, key_pem, point, node_id, reply, claim_ca):
@@ -294,7 +263,7 @@ def _finish(ev, key_pem, point, node_id, reply, claim_ca):
     try:
         ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
     finally:
-        unload("x509", "csr", "p256", "asn1")
+        unload("check", "x509", "csr", "p256", "asn1")
     from rmclaim import store
 
     st = store.Store()

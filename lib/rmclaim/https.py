@@ -289,19 +289,19 @@ class Client:
         )
         for name, value in headers:
             head += "%s: %s\r\n" % (name, value)
-        req = head.encode() + b"\r\n" + body
+        lines = (head + "\r\n").encode()
         del head
         reused = self._sock is not None and not self._peer_closed()
         try:
             try:
                 if not reused:
                     self._connect()
-                return self._exchange(method, req, reused)
+                return self._exchange(method, lines, body, reused)
             except EOFError:
                 # The server closed the kept-alive connection before reading this request:
                 # nothing was processed, so it is safe to send it once more, freshly connected.
                 self._connect()
-                return self._exchange(method, req, False)
+                return self._exchange(method, lines, body, False)
         except BaseException:
             self.close()
             raise
@@ -322,18 +322,20 @@ class Client:
         self.close()
         return True
 
-    def _exchange(self, method, req, reused):
+    def _exchange(self, method, head, body, reused):
+        # Head and body go out as they are (no copy of both joined).
         self._got = 0
         if self._what != "TLS handshake":
             self._what = "send"
-        mv = memoryview(req)
-        off = 0
-        while off < len(req):
-            off += self._io(True, mv[off:], reused)
-            if self._what == "TLS handshake":
-                self._what = "send"
+        for data in (head, body):
+            mv = memoryview(data)
+            off = 0
+            while off < len(data):
+                off += self._io(True, mv[off:], reused)
+                if self._what == "TLS handshake":
+                    self._what = "send"
         self._what = "reply"
-        del mv, req
+        del mv, data
         # The head: status line and the header fields we use.
         while True:
             lines = self._line(b"\r\n\r\n", "reply headers", reused).split(b"\r\n")

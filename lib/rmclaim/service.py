@@ -4,7 +4,6 @@ import json
 
 from micropython import const
 
-from rmclaim import https
 from rmclaim.errors import (
     ChallengeRejected,
     MalformedReply,
@@ -22,6 +21,7 @@ _MAX_AUTH_ID = const(63)
 _MAX_CHALLENGE = const(129)
 _MAX_NODE_ID = const(46)
 _MAX_HOST = const(253)
+_MAX_CERTIFICATE = const(4096)  # https.MAX_BODY: a reply holds no more
 
 
 def challenge_response(unique_id, challenge):
@@ -114,11 +114,86 @@ def _fields(step, reply, *want):
     return out
 
 
+# Requests are (path, headers, body bytes) and replies are read from an https.Reply, apart
+# from the transfer: a claim makes a request, drops this module, sends it with https, drops
+# https, then reads the reply, so no two of them are on the heap at once. Service ties them
+# together over one https.Client.
+
+
+def initiate_request(mac, platform, token=None):
+    # Self-claim (no token) as the firmware's esp_http_client sends it: no Content-Type, no
+    # Authorization; with a token as the phone apps and the CLI send it: the raw token, no
+    # "Bearer".
+    body = '{"mac_addr":%s,"platform":%s}' % (json.dumps(mac), json.dumps(platform))
+    return "/claim/initiate", _headers(token), body.encode()
+
+
+def verify_request(csr_pem, matter=False, token=None, auth_id=None, challenge_response=None):
+    # Self-claim: auth_id and challenge_response, no token; token claim: the token. The CSR
+    # goes as the firmware sends it: the final newline dropped, every other newline escaped
+    # as \n by json.dumps (which leaves "/" alone).
+    csr_pem = json.dumps(csr_pem.rstrip("\n"))
+    if token is None:
+        body = '{"auth_id":%s,"challenge_response":%s,"csr":%s}' % (
+            json.dumps(auth_id),
+            json.dumps(challenge_response),
+            csr_pem,
+        )
+    else:
+        body = '{"csr":%s,"send_mqtt_host":true}' % csr_pem
+    del csr_pem
+    path = "/claim/verify?matter=true" if matter else "/claim/verify"
+    return path, _headers(token), body.encode()
+
+
+def _headers(token):
+    if token is None:
+        return (("User-Agent", _USER_AGENT),)
+    return (
+        ("User-Agent", _USER_AGENT),
+        ("Content-Type", "application/json"),
+        ("Authorization", token),
+    )
+
+
+def initiate_reply(reply, token=None):
+    # -> (auth_id, challenge) for a self-claim; node_id for a token claim (assigned by the
+    # service: the same for the same MAC and user).
+    if token is None:
+        auth_id, challenge = _fields(
+            "initiate", reply, ("auth_id", _MAX_AUTH_ID), ("challenge", _MAX_CHALLENGE)
+        )
+        return auth_id, challenge
+    return _fields("initiate", reply, ("node_id", _MAX_NODE_ID))[0]
+
+
+def verify_reply(reply):
+    # The VerifyReply in a verify request's https.Reply; the typed error when it has none.
+    cert, host, cred = _fields(
+        "verify",
+        reply,
+        ("certificate", _MAX_CERTIFICATE),
+        ("mqtt_host", -_MAX_HOST),
+        ("mqtt_cred_host", -_MAX_HOST),
+    )
+    del reply
+    if "-----BEGIN CERTIFICATE-----" not in cert:
+        raise MalformedReply("service: verify reply: certificate is not PEM", 200)
+    r = VerifyReply()
+    r.certificate = cert
+    r.mqtt_host = host
+    r.mqtt_cred_host = cred
+    return r
+
+
 class Service:
     # The claiming API of one service, over one https.Client (so initiate and verify share a
-    # TLS session while the server keeps the connection open).
+    # TLS session while the server keeps the connection open). https is imported here, not
+    # at the top: the module's other functions work without it on the heap.
     def __init__(self, cfg, ca=None):
         # ca: the pinned CA as DER certificates, when already decoded; else cfg.ca (PEM).
+        from rmclaim import https
+
         self.http = https.Client(
             cfg.service_url, cfg.ca if ca is None else ca, cfg.timeout_s, cfg.allow_insecure_http
         )
@@ -127,67 +202,22 @@ class Service:
     def close(self):
         self.http.close()
 
-    def _post(self, verify, body, token):
-        if token is None:
-            # Self-claim, as the firmware's esp_http_client sends it: no Content-Type, no
-            # Authorization.
-            headers = [("User-Agent", _USER_AGENT)]
-        else:
-            # As the phone apps and the CLI send it: the raw token, no "Bearer".
-            headers = [
-                ("User-Agent", _USER_AGENT),
-                ("Content-Type", "application/json"),
-                ("Authorization", token),
-            ]
-        if verify:
-            path = "/claim/verify?matter=true" if self.matter else "/claim/verify"
-        else:
-            path = "/claim/initiate"
-        return self.http.request("POST", path, body.encode(), headers)
-
-    def _initiate(self, mac, platform, token, *want):
-        body = '{"mac_addr":%s,"platform":%s}' % (json.dumps(mac), json.dumps(platform))
-        return _fields("initiate", self._post(False, body, token), *want)
+    def _send(self, req):
+        path, headers, body = req
+        return self.http.request("POST", path, body, headers)
 
     def initiate_self(self, mac, platform):
         # -> (auth_id, challenge)
-        auth_id, challenge = self._initiate(
-            mac, platform, None, ("auth_id", _MAX_AUTH_ID), ("challenge", _MAX_CHALLENGE)
-        )
-        return auth_id, challenge
+        return initiate_reply(self._send(initiate_request(mac, platform)))
 
     def initiate_token(self, mac, platform, token):
-        # -> node_id, assigned by the service (the same for the same MAC and user)
-        return self._initiate(mac, platform, token, ("node_id", _MAX_NODE_ID))[0]
+        # -> node_id
+        return initiate_reply(self._send(initiate_request(mac, platform, token)), token)
 
     def verify_self(self, auth_id, challenge_response, csr_pem):
-        body = '{"auth_id":%s,"challenge_response":%s,"csr":%s}' % (
-            json.dumps(auth_id),
-            json.dumps(challenge_response),
-            json.dumps(csr_pem.rstrip("\n")),
+        return verify_reply(
+            self._send(verify_request(csr_pem, self.matter, None, auth_id, challenge_response))
         )
-        return self._verify(body, None)
 
     def verify_token(self, csr_pem, token):
-        body = '{"csr":%s,"send_mqtt_host":true}' % json.dumps(csr_pem.rstrip("\n"))
-        return self._verify(body, token)
-
-    def _verify(self, body, token):
-        # The CSR goes as the firmware sends it: the final newline dropped, every other newline
-        # escaped as \n by json.dumps (which leaves "/" alone).
-        reply = self._post(True, body, token)
-        del body
-        cert, host, cred = _fields(
-            "verify",
-            reply,
-            ("certificate", https.MAX_BODY),
-            ("mqtt_host", -_MAX_HOST),
-            ("mqtt_cred_host", -_MAX_HOST),
-        )
-        if "-----BEGIN CERTIFICATE-----" not in cert:
-            raise MalformedReply("service: verify reply: certificate is not PEM", 200)
-        r = VerifyReply()
-        r.certificate = cert
-        r.mqtt_host = host
-        r.mqtt_cred_host = cred
-        return r
+        return verify_reply(self._send(verify_request(csr_pem, self.matter, token)))
