@@ -4,6 +4,10 @@
 # indefinite lengths, no multi-byte tags, no negative INTEGERs where a non-negative one is
 # wanted, nothing past the end of the input. Any violation raises DERError (a ValueError)
 # naming what was wanted and what was found. Values are bytes; no module above needs more.
+#
+# The decoders are here; the encoders (encode_length, encode_tlv, encode_sequence, ...,
+# encode_ecdsa_signature) live in rmclaim.asn1_encode and are reached through this module's
+# __getattr__ on first use, so reading a certificate does not bring them onto the heap.
 
 from micropython import const
 
@@ -27,58 +31,95 @@ TAG_SET = const(0x31)
 _MAX_LENGTH_BYTES = const(3)  # lengths up to 16 MB; nothing here comes near
 _DAYS = b"\x1f\x1c\x1f\x1e\x1f\x1e\x1f\x1f\x1e\x1f\x1e\x1f"  # days per month, February 28
 
+# The error messages, one per line, picked by number (one string on the heap, not one object
+# per message): _fail(_E_..., args) raises "asn1: <line % args>".
+_MESSAGES = """wanted a tag and a length, got %d bytes
+wanted a one-byte tag, got 0x%02x
+wanted a definite DER length after tag 0x%02x, got 0x%02x
+length of tag 0x%02x cut off
+wanted a minimal length after tag 0x%02x, got %d in %d bytes
+tag 0x%02x wants %d bytes, %d are left
+wanted tag 0x%02x, got %s
+%d bytes of trailing data
+wanted a minimal INTEGER, got %r
+wanted a non-negative INTEGER, got a negative one
+wanted BOOLEAN 00 or FF, got %r
+wanted an empty NULL, got %d bytes
+wanted BIT STRING of whole bytes, got %r
+wanted an OBJECT IDENTIFIER, got %r
+BMPString of odd length %d
+byte 0x%02x in an ASCII string (tag 0x%02x)
+UTF8String is not valid UTF-8
+wanted a string type, got %s
+wanted a time, got %s
+wanted a valid date and time, got %r"""
+_E_SHORT = const(0)
+_E_TAG_FORM = const(1)
+_E_INDEFINITE = const(2)
+_E_CUT = const(3)
+_E_LENGTH = const(4)
+_E_OVERRUN = const(5)
+_E_WANTED = const(6)
+_E_TRAILING = const(7)
+_E_INTEGER = const(8)
+_E_NEGATIVE = const(9)
+_E_BOOLEAN = const(10)
+_E_NULL = const(11)
+_E_BITS = const(12)
+_E_OID = const(13)
+_E_BMP = const(14)
+_E_ASCII = const(15)
+_E_UTF8 = const(16)
+_E_STRING = const(17)
+_E_TIME = const(18)
+_E_DATE = const(19)
 
-def encode_length(n):
-    if n < 0x80:
-        return bytes((n,))
-    size = 0
-    m = n
-    while m:
-        m >>= 8
-        size += 1
-    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+
+def _fail(number, *args):
+    return DERError("asn1: " + _MESSAGES.split("\n")[number] % args)
 
 
-def encode_tlv(tag, content):
-    return bytes((tag,)) + encode_length(len(content)) + content
+def __getattr__(name):
+    # The encoders, from rmclaim.asn1_encode (see the top of this file).
+    if name.startswith("encode_"):
+        from rmclaim import asn1_encode
+
+        return getattr(asn1_encode, name)
+    raise AttributeError(name)
 
 
 def decode_tlv(data):
     # (tag, content, rest) of the first element of data.
     n = len(data)
     if n < 2:
-        raise DERError("asn1: wanted a tag and a length, got %d bytes" % n)
+        raise _fail(_E_SHORT, n)
     tag = data[0]
     if tag & 0x1F == 0x1F:
-        raise DERError("asn1: multi-byte tag 0x%02x not supported" % tag)
+        raise _fail(_E_TAG_FORM, tag)
     length = data[1]
     start = 2
     if length & 0x80:
         count = length & 0x7F
-        if not count:
-            raise DERError("asn1: indefinite length (BER) after tag 0x%02x" % tag)
-        if count > _MAX_LENGTH_BYTES:
-            raise DERError("asn1: %d-byte length after tag 0x%02x" % (count, tag))
+        if not count or count > _MAX_LENGTH_BYTES:
+            # 0x80 is BER's indefinite length; more than 3 length bytes is more than we take.
+            raise _fail(_E_INDEFINITE, tag, length)
         start = 2 + count
         if n < start:
-            raise DERError("asn1: length of tag 0x%02x cut off" % tag)
-        if not data[2]:
-            raise DERError("asn1: length of tag 0x%02x has a leading zero byte" % tag)
+            raise _fail(_E_CUT, tag)
         length = int.from_bytes(data[2:start], "big")
-        if length < 0x80:
-            raise DERError("asn1: long-form length %d after tag 0x%02x (BER)" % (length, tag))
+        if not data[2] or length < 0x80:
+            # A leading zero length byte, or the long form for a length the short one holds.
+            raise _fail(_E_LENGTH, tag, length, count)
     end = start + length
     if end > n:
-        raise DERError("asn1: tag 0x%02x wants %d bytes, %d are left" % (tag, length, n - start))
+        raise _fail(_E_OVERRUN, tag, length, n - start)
     return tag, data[start:end], data[end:]
 
 
 def decode_tag(data, tag):
     # (content, rest) of the first element, which must have this tag.
-    if not data:
-        raise DERError("asn1: wanted tag 0x%02x, got end of data" % tag)
-    if data[0] != tag:
-        raise DERError("asn1: wanted tag 0x%02x, got 0x%02x" % (tag, data[0]))
+    if not data or data[0] != tag:
+        raise _fail(_E_WANTED, tag, "0x%02x" % data[0] if data else "end of data")
     _, content, rest = decode_tlv(data)
     return content, rest
 
@@ -87,61 +128,32 @@ def decode_all(data, decoder):
     # decoder(data) for a buffer that must hold exactly one element.
     value, rest = decoder(data)
     if rest:
-        raise DERError("asn1: %d bytes of trailing data" % len(rest))
+        raise _fail(_E_TRAILING, len(rest))
     return value
-
-
-def encode_sequence(*items):
-    return encode_tlv(TAG_SEQUENCE, b"".join(items))
 
 
 def decode_sequence(data):
     return decode_tag(data, TAG_SEQUENCE)
 
 
-def encode_set(*items):
-    # DER sorts SET OF by encoding; SETs here hold one item, so no sorting is needed.
-    return encode_tlv(TAG_SET, b"".join(items))
-
-
 def decode_set(data):
     return decode_tag(data, TAG_SET)
-
-
-def encode_context(number, content):
-    # [number] EXPLICIT (constructed), content already encoded.
-    return encode_tlv(0xA0 | number, content)
 
 
 def decode_context(data, number):
     return decode_tag(data, 0xA0 | number)
 
 
-def encode_integer(value):
-    # Non-negative INTEGER: minimal big-endian, a 0x00 in front when the top bit is set.
-    if value < 0:
-        raise ValueError("asn1: negative INTEGER %d not supported" % value)
-    size = 1
-    m = value >> 8
-    while m:
-        m >>= 8
-        size += 1
-    body = value.to_bytes(size, "big")
-    if body[0] & 0x80:
-        body = b"\x00" + body
-    return encode_tlv(TAG_INTEGER, body)
-
-
 def integer_content(data):
     # (raw content, rest) of an INTEGER, checked to be minimal; any sign.
     content, rest = decode_tag(data, TAG_INTEGER)
     if not content:
-        raise DERError("asn1: empty INTEGER")
+        raise _fail(_E_INTEGER, b"")
     if len(content) > 1:
         first = content[0]
         top = content[1] & 0x80
         if (first == 0 and not top) or (first == 0xFF and top):
-            raise DERError("asn1: INTEGER not minimal (extra leading byte 0x%02x)" % first)
+            raise _fail(_E_INTEGER, bytes(content[:2]))
     return content, rest
 
 
@@ -149,12 +161,8 @@ def decode_integer(data):
     # (non-negative int, rest).
     content, rest = integer_content(data)
     if content[0] & 0x80:
-        raise DERError("asn1: wanted a non-negative INTEGER, got a negative one")
+        raise _fail(_E_NEGATIVE)
     return int.from_bytes(content, "big"), rest
-
-
-def encode_boolean(value):
-    return encode_tlv(TAG_BOOLEAN, b"\xff" if value else b"\x00")
 
 
 def decode_boolean(data):
@@ -163,72 +171,40 @@ def decode_boolean(data):
         return True, rest
     if content == b"\x00":
         return False, rest
-    raise DERError("asn1: BOOLEAN must be one byte 00 or FF, got %r" % bytes(content))
-
-
-def encode_null():
-    return b"\x05\x00"
+    raise _fail(_E_BOOLEAN, bytes(content))
 
 
 def decode_null(data):
     content, rest = decode_tag(data, TAG_NULL)
     if content:
-        raise DERError("asn1: NULL with %d content bytes" % len(content))
+        raise _fail(_E_NULL, len(content))
     return None, rest
-
-
-def encode_octet_string(value):
-    return encode_tlv(TAG_OCTET_STRING, value)
 
 
 def decode_octet_string(data):
     return decode_tag(data, TAG_OCTET_STRING)
 
 
-def encode_bit_string(value):
-    # Whole bytes only (0 unused bits): keys and signatures.
-    return encode_tlv(TAG_BIT_STRING, b"\x00" + value)
-
-
 def decode_bit_string(data):
+    # (bytes, rest): whole bytes only (0 unused bits), as keys and signatures are.
     content, rest = decode_tag(data, TAG_BIT_STRING)
-    if not content:
-        raise DERError("asn1: BIT STRING without its unused-bits byte")
-    if content[0]:
-        raise DERError("asn1: wanted BIT STRING of whole bytes, got %d unused bits" % content[0])
+    if not content or content[0]:
+        raise _fail(_E_BITS, bytes(content[:1]))
     return content[1:], rest
-
-
-def encode_oid(dotted):
-    arcs = [int(a) for a in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
-        raise ValueError("asn1: bad OID %s" % dotted)
-    out = bytearray()
-    arcs[1] += 40 * arcs[0]
-    for arc in arcs[1:]:
-        shift = 7
-        while arc >> shift:
-            shift += 7
-        while shift > 7:
-            shift -= 7
-            out.append(0x80 | (arc >> shift & 0x7F))
-        out.append(arc & 0x7F)
-    return encode_tlv(TAG_OID, bytes(out))
 
 
 def decode_oid(data):
     # (dotted string, rest).
     content, rest = decode_tag(data, TAG_OID)
-    if not content:
-        raise DERError("asn1: empty OBJECT IDENTIFIER")
-    if content[-1] & 0x80:
-        raise DERError("asn1: OBJECT IDENTIFIER ends inside a sub-identifier")
+    # Not empty, no sub-identifier cut off at the end, none with a leading 0x80 (not minimal).
+    if not content or content[-1] & 0x80:
+        raise _fail(_E_OID, bytes(content))
     arcs = []
     value = 0
     start = True
     for b in content:
         if start and b == 0x80:
-            raise DERError("asn1: OBJECT IDENTIFIER sub-identifier not minimal")
+            raise _fail(_E_OID, bytes(content))
         value = (value << 7) | (b & 0x7F)
         start = not b & 0x80
         if start:
@@ -242,19 +218,15 @@ def decode_oid(data):
     return ".".join(parts), rest
 
 
-def encode_utf8_string(text):
-    return encode_tlv(TAG_UTF8_STRING, text.encode())
-
-
 def decode_string(data):
     # (str, rest) for UTF8String, PrintableString, IA5String or BMPString.
     if not data:
-        raise DERError("asn1: wanted a string, got end of data")
+        raise _fail(_E_STRING, "end of data")
     tag, content, rest = decode_tlv(data)
     content = bytes(content)
     if tag == TAG_BMP_STRING:
         if len(content) & 1:
-            raise DERError("asn1: BMPString of odd length %d" % len(content))
+            raise _fail(_E_BMP, len(content))
         chars = []
         for i in range(0, len(content), 2):
             chars.append(chr(content[i] << 8 | content[i + 1]))
@@ -263,12 +235,12 @@ def decode_string(data):
         if tag != TAG_UTF8_STRING:
             for b in content:
                 if b > 0x7E or b < 0x20 and tag == TAG_PRINTABLE_STRING:
-                    raise DERError("asn1: byte 0x%02x in an ASCII string (tag 0x%02x)" % (b, tag))
+                    raise _fail(_E_ASCII, b, tag)
         try:
             return content.decode(), rest
         except UnicodeError:
-            raise DERError("asn1: UTF8String is not valid UTF-8") from None
-    raise DERError("asn1: wanted a string type, got tag 0x%02x" % tag)
+            raise _fail(_E_UTF8) from None
+    raise _fail(_E_STRING, "tag 0x%02x" % tag)
 
 
 def _digits(content, start, count):
@@ -276,34 +248,25 @@ def _digits(content, start, count):
     for i in range(start, start + count):
         b = content[i]
         if not 0x30 <= b <= 0x39:
-            raise DERError("asn1: non-digit 0x%02x in a time" % b)
+            raise _fail(_E_DATE, bytes(content))
         value = value * 10 + b - 0x30
     return value
-
-
-def encode_time(t):
-    # UTCTime for 1950..2049 (RFC 5280 section 4.1.2.5), GeneralizedTime otherwise.
-    year = t[0]
-    text = "%02d%02d%02d%02d%02dZ" % tuple(t[1:6])
-    if 1950 <= year < 2050:
-        return encode_tlv(TAG_UTC_TIME, ("%02d" % (year % 100) + text).encode())
-    return encode_tlv(TAG_GENERALIZED_TIME, ("%04d" % year + text).encode())
 
 
 def decode_time(data):
     # ((year, month, day, hour, minute, second), rest) from UTCTime "YYMMDDHHMMSSZ" or
     # GeneralizedTime "YYYYMMDDHHMMSSZ", the DER forms RFC 5280 allows (UTC, with seconds).
     if not data:
-        raise DERError("asn1: wanted a time, got end of data")
+        raise _fail(_E_TIME, "end of data")
     tag, content, rest = decode_tlv(data)
     if tag == TAG_UTC_TIME:
         size = 13
     elif tag == TAG_GENERALIZED_TIME:
         size = 15
     else:
-        raise DERError("asn1: wanted UTCTime (0x17) or GeneralizedTime (0x18), got 0x%02x" % tag)
+        raise _fail(_E_TIME, "tag 0x%02x, not UTCTime (0x17) or GeneralizedTime (0x18)" % tag)
     if len(content) != size or content[-1] != 0x5A:
-        raise DERError("asn1: time must be %d bytes ending in Z, got %r" % (size, bytes(content)))
+        raise _fail(_E_TIME, "%r, not %d bytes ending in Z" % (bytes(content), size))
     if tag == TAG_UTC_TIME:
         year = _digits(content, 0, 2)
         year += 1900 if year >= 50 else 2000
@@ -316,18 +279,12 @@ def decode_time(data):
     hour = _digits(content, i + 4, 2)
     minute = _digits(content, i + 6, 2)
     second = _digits(content, i + 8, 2)
-    if not 1 <= month <= 12:
-        raise DERError("asn1: month %d out of range" % month)
-    days = _DAYS[month - 1]
+    days = _DAYS[month - 1] if 1 <= month <= 12 else 0
     if month == 2 and year % 4 == 0 and (year % 100 or year % 400 == 0):
         days = 29
     if not 1 <= day <= days or hour > 23 or minute > 59 or second > 59:
-        raise DERError("asn1: invalid date or time %r" % bytes(content))
+        raise _fail(_E_DATE, bytes(content))
     return (year, month, day, hour, minute, second), rest
-
-
-def encode_ecdsa_signature(r, s):
-    return encode_sequence(encode_integer(r), encode_integer(s))
 
 
 def decode_ecdsa_signature(der):
@@ -336,5 +293,5 @@ def decode_ecdsa_signature(der):
     r, body = decode_integer(body)
     s, body = decode_integer(body)
     if body:
-        raise DERError("asn1: %d extra bytes inside the ECDSA signature" % len(body))
+        raise _fail(_E_TRAILING, len(body))
     return r, s

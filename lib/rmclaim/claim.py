@@ -4,7 +4,7 @@ import time
 
 from micropython import const
 
-from rmclaim.errors import ClaimError, ConfigError, QuotaExceeded, UnsupportedChip
+from rmclaim.errors import ClaimError, QuotaExceeded
 
 try:
     from time import ticks_diff, ticks_ms
@@ -55,22 +55,10 @@ class Events:
 
 def resolve_mode(cfg, ident):
     # "self" or "token" for this board and config; auto prefers the token when there is one.
-    mode = cfg.mode
-    if mode == "auto":
-        if cfg.access_token is not None:
-            return "token"
-        if ident.self_claim:
-            return "self"
-        raise UnsupportedChip(
-            "claim: %s cannot self-claim and no access_token is configured: claim it "
-            "host-assisted (rmbench claim), or set access_token for a token claim" % ident.platform
-        )
-    if mode == "self" and not ident.self_claim:
-        raise UnsupportedChip(
-            "claim: %s cannot self-claim (mode 'self'): use host-assisted claiming "
-            "(rmbench claim) or mode 'token' with an access_token" % ident.platform
-        )
-    return mode
+    # Raises UnsupportedChip naming the way out. (rmclaim.prepare does it.)
+    from rmclaim import prepare
+
+    return prepare.mode(cfg, ident)
 
 
 def backoff_s(cfg, attempt, err, fraction=None):
@@ -133,129 +121,13 @@ def unload(*names):
     gc.collect()
 
 
-# The phases of ensure_claimed. Each imports what it needs in its own frame and returns only
-# plain data (ints, bytes, str, method-less objects); the caller then unloads those modules.
+def _exchange(cfg, ev, ident, mode, uid, d, csr_cache):
+    from rmclaim import exchange
 
-
-def _load_config(source):
-    from rmclaim import config
-
-    return config.load(source)
-
-
-def _stored():
-    from rmclaim import store
-
-    return store.Store().load()
-
-
-def _identify(cfg, ev):
-    # -> (identity, mode, unique id or None)
-    from rmclaim import chip
-
-    ident = ev.run("identity", chip.identity)
-    mode = resolve_mode(cfg, ident)
-    uid = ev.run("efuse", chip.optional_unique_id, ident.info) if mode == "self" else None
-    return ident, mode, uid
-
-
-def _prepare(cfg, ev, ident, mode, csr_cache):
-    # The key (committed to NVS before any network call), its PEM and public point, the
-    # pinned service CA as DER and, for self-claim, the CSR (its CN, the MAC, is known).
-    from rmclaim import csr, store
-
-    d, key_pem = ev.run("key", store.Store().load_or_create_key)
-    point = csr.public_point(d)
-    ca = None
-    if cfg.ca is not None:
-        # Each certificate of the PEM as DER, split here (x509, its usual splitter, would cost
-        # its heap in this phase).
-        try:
-            ca = csr.pem_split(cfg.ca, "CERTIFICATE")
-        except ValueError as e:
-            raise ConfigError("config: ca is not a usable PEM certificate: %s" % e) from e
-    if mode == "self":
-        csr_cache[ident.mac] = ev.run("csr", build_csr_pem, d, ident.mac, cfg.matter)
-    return d, key_pem, point, ca
-
-
-def _service(name, *args):
-    # service.<name>(*args), in a frame of its own (the module can leave the heap after it).
-    from rmclaim import service
-
-    return getattr(service, name)(*args)
-
-
-def _close(conn):
-    # Close a connection https.Client.detach() handed out: its TLS and raw sockets.
-    for s in conn[:2] if conn else ():
-        try:
-            s.close()
-        except OSError:
-            pass
-
-
-def _send(cfg, ev, ca, conn, req):
-    # One request (path, headers, body) over the connection conn (None: a new one). ->
-    # (https.Reply, the connection if the server keeps it open, else None)
-    from rmclaim import https
-
-    http = https.Client(
-        cfg.service_url, cfg.ca if ca is None else ca, cfg.timeout_s, cfg.allow_insecure_http
-    )
-    http.attach(conn)
     try:
-        path, headers, body = req
-        del req
-        return http.request("POST", path, body, headers), http.detach()
+        return exchange.run(cfg, ev, ident, mode, uid, d, csr_cache)
     finally:
-        ev.handshakes += http.handshakes
-        http.close()
-
-
-def _call(cfg, ev, ca, conn, name, args, reply_args):
-    # A request of the claiming API (name "initiate" or "verify") in three steps, each with
-    # only its own code on the heap: the request (service), its transfer (https: the TLS
-    # session), the reply (service). -> (what the reply says, the connection left open)
-    req = _service(name + "_request", *args)
-    unload("service")
-    reply, conn = _send(cfg, ev, ca, conn, req)
-    del req
-    unload("https")
-    try:
-        return _service(name + "_reply", reply, *reply_args), conn
-    except BaseException:
-        _close(conn)
-        raise
-
-
-def _network(cfg, ev, ident, mode, uid, d, ca, csr_cache):
-    # The network part of one attempt. Initiate and verify share one TLS session while the
-    # server keeps it open; in between (the HMAC of the challenge, or a token claim's CSR for
-    # the node id) the session stays open but no network code is on the heap.
-    # -> (node_id, VerifyReply)
-    token = cfg.access_token if mode == "token" else None
-    conn = None
-    try:
-        args = (ident.mac, ident.platform, token)  # type: tuple
-        got, conn = ev.run("initiate", _call, cfg, ev, ca, None, "initiate", args, (token,))
-        if token is None:
-            node_id = ident.mac
-            response = ev.run("hmac", _service, "challenge_response", uid, got[1])
-            args = (csr_cache[node_id], cfg.matter, None, got[0], response)
-        else:
-            node_id = got
-            if node_id not in csr_cache:
-                csr_cache.clear()
-                csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
-            args = (csr_cache[node_id], cfg.matter, token)
-        unload("service", "sha512", "csr", "p256", "asn1")
-        c, conn = conn, None
-        reply, conn = ev.run("verify", _call, cfg, ev, ca, c, "verify", args, ())
-        return node_id, reply
-    finally:
-        _close(conn)
-        unload("service", "https", "sha512", "csr", "p256", "asn1")
+        unload("exchange")
 
 
 def _finish(ev, key_pem, point, node_id, reply, claim_ca):
@@ -285,25 +157,33 @@ def _finish(ev, key_pem, point, node_id, reply, claim_ca):
 
 def ensure_claimed(source=None, on_event=None):
     # See rmclaim.ensure_claimed.
+    # Each phase runs in modules it imports and that are dropped after it (see unload): the
+    # steps before the network part are in rmclaim.prepare, the network part in
+    # rmclaim.exchange; only plain data passes from one phase to the next.
     t0 = ticks_ms()
-    cfg = _load_config(source)
+    from rmclaim import prepare
+
+    cfg = prepare.load_config(source)
     unload("config")
     ev = Events(on_event)
-    creds = _stored()
+    creds = prepare.stored()
     if creds is not None:
+        unload("prepare")
         ms = ticks_diff(ticks_ms(), t0)
         ev.emit("claimed", "ok", {"node_id": creds.node_id, "stored": True, "ms": ms})
         return creds
     unload("store")
-    ident, mode, uid = _identify(cfg, ev)
+    ident, mode, uid = prepare.identify(cfg, ev)
     unload("chip")
     csr_cache = {}  # type: dict
-    d, key_pem, point, ca = _prepare(cfg, ev, ident, mode, csr_cache)
-    unload("csr", "p256", "asn1", "store")
+    d, key_pem, point = prepare.key(cfg, ev, ident, mode, csr_cache)
+    del prepare
+    unload("prepare", "csr", "p256", "asn1", "store")
     while True:
         ev.attempt += 1
         try:
-            node_id, reply = _network(cfg, ev, ident, mode, uid, d, ca, csr_cache)
+            node_id, reply = _exchange(cfg, ev, ident, mode, uid, d, csr_cache)
+            csr_cache.clear()  # a verified CSR is not needed again
             creds = _finish(ev, key_pem, point, node_id, reply, cfg.claim_ca)
             break
         except ClaimError as e:

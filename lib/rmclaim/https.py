@@ -1,6 +1,5 @@
 """HTTP/1.1 over socket + tls: pinned CA, hostname check, deadline, capped replies, keep-alive."""
 
-import gc
 import select
 import socket
 import time
@@ -35,31 +34,6 @@ def _number(data, base=10):
     return n if n >= 0 else -1
 
 
-def _split_url(url):
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("https", "http"):
-        raise ConfigError("https: wanted an https:// URL, got %r" % url)
-    hostport, _, prefix = rest.partition("/")
-    port = 443 if scheme == "https" else 80
-    host = hostport
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host = hostport[1:end]
-        tail = hostport[end + 1 :]
-        if tail.startswith(":"):
-            port = tail[1:]
-    elif ":" in hostport:
-        host, port = hostport.rsplit(":", 1)
-    try:
-        port = int(port)
-    except ValueError:
-        raise ConfigError("https: bad port in URL %r" % url) from None
-    if not host:
-        raise ConfigError("https: no host in URL %r" % url)
-    prefix = prefix.strip("/")
-    return scheme, host, port, ("/" + prefix) if prefix else ""
-
-
 class Client:
     # One server, one connection at a time, reused while the server keeps it open, so that
     # several requests share one TLS handshake (about 1 s each on an ESP32).
@@ -69,18 +43,35 @@ class Client:
     #   whole reply (DNS is checked against it only after the fact: getaddrinfo cannot be
     #   interrupted).
     # detach() hands the open connection over as plain data, and a new Client (of a freshly
-    # imported module, say) takes it back with attach(): the claim drops this module's code
-    # from the heap while it builds a CSR, and keeps the TLS session.
+    # imported module, say) takes it back with attach(): a claim drops this module's code
+    # from the heap between its requests, and keeps the TLS session.
     def __init__(self, url, ca=None, timeout_s=15, allow_insecure_http=False):
-        scheme, host, port, prefix = _split_url(url)
+        scheme, sep, rest = url.partition("://")
+        hostport, _, prefix = rest.partition("/")
         self.tls = scheme == "https"
+        port = 443 if self.tls else 80
+        host = hostport
+        if hostport.startswith("["):  # an IPv6 address
+            end = hostport.find("]")
+            host = hostport[1:end]
+            if hostport[end + 1 : end + 2] == ":":
+                port = hostport[end + 2 :]
+        elif ":" in hostport:
+            host, port = hostport.rsplit(":", 1)
+        try:
+            port = int(port)
+        except ValueError:
+            host = ""
+        if not sep or scheme not in ("https", "http") or not host:
+            raise ConfigError("https: bad URL %r" % url)
         if not self.tls and not allow_insecure_http:
             raise ConfigError("https: %s is plain http://, refused (allow_insecure_http)" % url)
         if self.tls and not ca:
             raise ConfigError("https: a pinned CA is needed for %s" % url)
         self.host = host
         self.port = port
-        self.prefix = prefix
+        prefix = prefix.strip("/")
+        self.prefix = ("/" + prefix) if prefix else ""
         self.timeout_ms = int(timeout_s * 1000)
         self.handshakes = 0
         self.connections = 0
@@ -117,35 +108,11 @@ class Client:
         return conn
 
     def attach(self, conn):
-        # Take over a connection from detach() (None: nothing to take).
+        # Take over a connection from detach() (None: nothing to take); (None, None, context)
+        # gives only the TLS context (rmclaim.trust's) for the connection to come.
         self.close()
         if conn is not None:
             self._sock, self._raw, self._ctx = conn
-
-    def _context(self):
-        if self._ctx is None:
-            import tls
-
-            ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
-            # DER, one certificate per call: some builds of the tls module parse no PEM.
-            ders = self._ca
-            if isinstance(ders, str):
-                from rmclaim import x509
-
-                try:
-                    ders = x509.split_pem_chain(ders)
-                except ValueError as e:
-                    raise ConfigError("https: ca is not a usable PEM certificate: %s" % e) from e
-            if not ders:
-                raise ConfigError("https: ca holds no certificate")
-            for der in ders:
-                try:
-                    ctx.load_verify_locations(der)
-                except ValueError as e:
-                    raise ConfigError("https: ca certificate refused by tls: %s" % e) from e
-            self._ctx = ctx
-        return self._ctx
 
     def _wait(self, events):
         # Check the deadline; with events, wait (within it) until the socket is ready.
@@ -165,19 +132,18 @@ class Client:
 
     def _connect(self):
         self.close()
-        # The context first, on a tidy heap: mbedTLS wants large contiguous blocks.
-        gc.collect()
-        ctx = self._context() if self.tls else None
-        self._what = "DNS"
+        ctx = self._ctx
+        if self.tls and ctx is None:
+            from rmclaim import trust
+
+            ctx = self._ctx = trust.context(self._ca)
+        self._what = "connect"
+        raw = None
         try:
             ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-        except OSError as e:
-            raise NetworkError("https: cannot resolve %s: %s" % (self.host, e)) from e
-        self._wait(0)
-        self._what = "connect"
-        raw = socket.socket(ai[0], socket.SOCK_STREAM)
-        self._raw = raw
-        try:
+            self._wait(0)
+            raw = socket.socket(ai[0], socket.SOCK_STREAM)
+            self._raw = raw
             raw.settimeout(time.ticks_diff(self._deadline, time.ticks_ms()) / 1000)
             raw.connect(ai[-1])
             raw.setblocking(False)
@@ -209,7 +175,7 @@ class Client:
         # before this request's reply began: safe to send again on a fresh connection.
         sock = self._sock
         if sock is None:
-            raise NetworkError("https: connection to %s closed" % self.host)
+            raise NetworkError("https: %s closed the connection in the %s" % (self.host, "reply"))
         while True:
             try:
                 n = sock.write(mv) if write else sock.readinto(mv)
@@ -258,20 +224,17 @@ class Client:
         # The bytes before `sep` (which is consumed), from the window; a line longer than the
         # window is refused.
         while True:
-            data = bytes(self._mv[self._start : self._end])
-            i = data.find(sep)
+            i = self._buf.find(sep, self._start, self._end)
             if i >= 0:
-                self._start += i + len(sep)
-                return data[:i]
+                line = bytes(self._mv[self._start : i])
+                self._start = i + len(sep)
+                return line
             if self._end - self._start >= _WINDOW:
                 raise MalformedReply(
-                    "https: %s from %s over %d bytes" % (what, self.host, _WINDOW)
+                    "https: bad %s %r from %s" % (what, "over %d bytes" % _WINDOW, self.host)
                 )
             if not self._fill(reused):
                 raise NetworkError("https: %s closed the connection in the %s" % (self.host, what))
-
-    def _bad(self, what, data):
-        return MalformedReply("https: bad %s %r from %s" % (what, data[:40], self.host))
 
     def request(self, method, path, body=b"", headers=()):
         # One request and its reply: a Reply (status, body, retry_after seconds or None).
@@ -291,7 +254,19 @@ class Client:
             head += "%s: %s\r\n" % (name, value)
         lines = (head + "\r\n").encode()
         del head
-        reused = self._sock is not None and not self._peer_closed()
+        reused = self._sock is not None
+        if reused:
+            # Whether the server has closed (or spoilt) the idle kept-alive connection: then
+            # it is dropped instead of written into. Readable with nothing to give (a TLS 1.3
+            # session ticket, say) is still open; end of stream, an error or stray bytes are
+            # not.
+            try:
+                n = self._sock.readinto(self._mv[self._end :])  # type: ignore[union-attr]
+            except (OSError, ValueError):
+                n = 0
+            if n is not None:
+                self.close()
+                reused = False
         try:
             try:
                 if not reused:
@@ -305,22 +280,6 @@ class Client:
         except BaseException:
             self.close()
             raise
-
-    def _peer_closed(self):
-        # Whether the server has closed (or spoilt) the idle kept-alive connection: then it is
-        # dropped instead of written into. Readable with nothing to give (a TLS 1.3 session
-        # ticket, say) is still open; end of stream, an error or stray bytes are not.
-        sock = self._sock
-        if sock is None:
-            return True
-        try:
-            n = sock.readinto(self._mv[self._end :])
-        except (OSError, ValueError):
-            n = 0
-        if n is None:
-            return False
-        self.close()
-        return True
 
     def _exchange(self, method, head, body, reused):
         # Head and body go out as they are (no copy of both joined).
@@ -337,19 +296,20 @@ class Client:
         self._what = "reply"
         del mv, data
         # The head: status line and the header fields we use.
+        bad = "https: bad %s %r from %s"
         while True:
             lines = self._line(b"\r\n\r\n", "reply headers", reused).split(b"\r\n")
             parts = lines[0].split(b" ", 2)
             status = _number(parts[1]) if len(parts) > 1 and len(parts[1]) == 3 else -1
             if status < 0 or not parts[0].startswith(b"HTTP/1."):
-                raise self._bad("status line", lines[0])
+                raise MalformedReply(bad % ("status line", lines[0][:40], self.host))
             if not 100 <= status < 200:
                 break  # 100 Continue and friends: the real reply follows
         fields = {}
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep:
-                raise self._bad("header line", line)
+                raise MalformedReply(bad % ("header line", line[:40], self.host))
             name = name.strip().lower()
             if name in (b"content-length", b"transfer-encoding", b"connection", b"retry-after"):
                 fields[name] = value.strip().lower()
@@ -363,11 +323,11 @@ class Client:
         elif te is None and cl is not None:
             n = _number(cl)
             if n < 0:
-                raise self._bad("content-length", cl)
+                raise MalformedReply(bad % ("content-length", cl, self.host))
             body = bytearray(min(n, MAX_BODY))
             self._body(body, 0, n, "body")
         elif te is not None and te != b"chunked":
-            raise MalformedReply("https: unsupported transfer-encoding %r" % te)
+            raise MalformedReply(bad % ("transfer-encoding", te, self.host))
         else:
             body = bytearray(MAX_BODY)
             blen = 0
@@ -383,12 +343,13 @@ class Client:
                     line = self._line(b"\r\n", "chunk size")
                     size = _number(line.split(b";", 1)[0].strip(), 16)
                     if size < 0:
-                        raise self._bad("chunk size", line)
+                        raise MalformedReply(bad % ("chunk size", line[:40], self.host))
                     if size == 0:
                         break
                     blen = self._body(body, blen, size, "chunked body")
-                    if self._line(b"\r\n", "chunk end"):
-                        raise MalformedReply("https: chunk of %s not followed by CRLF" % self.host)
+                    line = self._line(b"\r\n", "chunk end")
+                    if line:
+                        raise MalformedReply(bad % ("chunk end", line[:40], self.host))
                 # Trailer fields, if any, up to the empty line.
                 while self._line(b"\r\n", "chunk trailer"):
                     pass

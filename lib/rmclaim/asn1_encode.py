@@ -1,0 +1,106 @@
+"""The DER encoders of rmclaim.asn1 (reached as asn1.encode_*): each returns the bytes."""
+
+# Apart from the decoders because the device reads DER (certificates) far more than it writes
+# it: the encoders come onto the heap only when one is used. Minimal lengths and INTEGERs,
+# as DER wants; see rmclaim.asn1.
+
+from micropython import const
+
+_INTEGER = const(0x02)
+_OID = const(0x06)
+_SEQUENCE = const(0x30)
+
+
+def encode_length(n):
+    if n < 0x80:
+        return bytes((n,))
+    size = 0
+    m = n
+    while m:
+        m >>= 8
+        size += 1
+    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+
+
+def encode_tlv(tag, content):
+    return bytes((tag,)) + encode_length(len(content)) + content
+
+
+def encode_sequence(*items):
+    return encode_tlv(_SEQUENCE, b"".join(items))
+
+
+def encode_set(*items):
+    # DER sorts SET OF by encoding; SETs here hold one item, so no sorting is needed.
+    return encode_tlv(0x31, b"".join(items))
+
+
+def encode_context(number, content):
+    # [number] EXPLICIT (constructed), content already encoded.
+    return encode_tlv(0xA0 | number, content)
+
+
+def encode_integer(value):
+    # Non-negative INTEGER: minimal big-endian, a 0x00 in front when the top bit is set.
+    if value < 0:
+        raise ValueError("asn1: negative INTEGER %d not supported" % value)
+    size = 1
+    m = value >> 8
+    while m:
+        m >>= 8
+        size += 1
+    body = value.to_bytes(size, "big")
+    if body[0] & 0x80:
+        body = b"\x00" + body
+    return encode_tlv(_INTEGER, body)
+
+
+def encode_boolean(value):
+    return encode_tlv(0x01, b"\xff" if value else b"\x00")
+
+
+def encode_null():
+    return b"\x05\x00"
+
+
+def encode_octet_string(value):
+    return encode_tlv(0x04, value)
+
+
+def encode_bit_string(value):
+    # Whole bytes only (0 unused bits): keys and signatures.
+    return encode_tlv(0x03, b"\x00" + value)
+
+
+def encode_oid(dotted):
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
+        raise ValueError("asn1: bad OID %s" % dotted)
+    out = bytearray()
+    arcs[1] += 40 * arcs[0]
+    for arc in arcs[1:]:
+        shift = 7
+        while arc >> shift:
+            shift += 7
+        while shift > 7:
+            shift -= 7
+            out.append(0x80 | (arc >> shift & 0x7F))
+        out.append(arc & 0x7F)
+    return encode_tlv(_OID, bytes(out))
+
+
+def encode_utf8_string(text):
+    return encode_tlv(0x0C, text.encode())
+
+
+def encode_time(t):
+    # UTCTime for 1950..2049 (RFC 5280 section 4.1.2.5), GeneralizedTime otherwise.
+    year = t[0]
+    text = "%02d%02d%02d%02d%02dZ" % tuple(t[1:6])
+    if 1950 <= year < 2050:
+        return encode_tlv(0x17, ("%02d" % (year % 100) + text).encode())
+    return encode_tlv(0x18, ("%04d" % year + text).encode())
+
+
+def encode_ecdsa_signature(r, s):
+    return encode_sequence(encode_integer(r), encode_integer(s))

@@ -1,0 +1,102 @@
+"""A claim's network part: initiate, the HMAC or CSR, then verify on the same TLS session."""
+
+# Steps of rmclaim.claim's state machine (imported for each attempt's network part, then
+# dropped). Initiate and verify share one TLS session while the server keeps it open; each
+# request goes in three steps with only its own code on the heap (the request: service; its
+# transfer: https; the reply: service), and between the two requests (the HMAC of the
+# challenge, or a token claim's CSR for the node id) the session stays open while no network
+# code is on the heap at all.
+
+from rmclaim.claim import build_csr_pem, unload
+
+
+def run(cfg, ev, ident, mode, uid, d, csr_cache):
+    # The network part of one attempt. -> (node_id, VerifyReply)
+    token = cfg.access_token if mode == "token" else None
+    conn = None
+    try:
+        # The TLS context first, while no other code of this part is on the heap (see trust).
+        if cfg.service_url.startswith("https:"):
+            conn = (None, None, _context(cfg.ca))
+            unload("trust", "csr")
+        args = (ident.mac, ident.platform, token)  # type: tuple
+        c, conn = conn, None
+        got, conn = ev.run("initiate", _call, cfg, ev, c, "initiate", args, (token,))
+        if token is None:
+            node_id = ident.mac
+            got = (got[0], ev.run("hmac", _service, "challenge_response", uid, got[1]))
+            unload("service", "sha512")
+        else:
+            node_id = got
+        if node_id not in csr_cache:
+            # A token claim's node id comes with initiate (a self-claim's CSR, for the MAC,
+            # is made before the network part, and again only after a failed check).
+            csr_cache.clear()
+            csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
+            unload("csr", "p256", "asn1")
+        if token is None:
+            args = (csr_cache[node_id], cfg.matter, None, got[0], got[1])
+        else:
+            args = (csr_cache[node_id], cfg.matter, token)
+        c, conn = conn, None
+        reply, conn = ev.run("verify", _call, cfg, ev, c, "verify", args, ())
+        return node_id, reply
+    finally:
+        _close(conn)
+        unload("service", "https", "sha512", "csr", "p256", "asn1")
+
+
+def _service(name, *args):
+    # service.<name>(*args), in a frame of its own (the module can leave the heap after it).
+    from rmclaim import service
+
+    return getattr(service, name)(*args)
+
+
+def _context(ca):
+    from rmclaim import trust
+
+    return trust.context(ca)
+
+
+def _close(conn):
+    # Close a connection https.Client.detach() handed out: its TLS and raw sockets.
+    for s in conn[:2] if conn else ():
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def _send(cfg, ev, conn, req, keep):
+    # One request (path, headers, body) over the connection conn (None: a new one). ->
+    # (https.Reply, the connection if keep and the server keeps it open, else None)
+    from rmclaim import https
+
+    http = https.Client(cfg.service_url, cfg.ca, cfg.timeout_s, cfg.allow_insecure_http)
+    http.attach(conn)
+    try:
+        path, headers, body = req
+        del req
+        return http.request("POST", path, body, headers), http.detach() if keep else None
+    finally:
+        ev.handshakes += http.handshakes
+        http.close()
+
+
+def _call(cfg, ev, conn, name, args, reply_args):
+    # A request of the claiming API (name "initiate" or "verify") in three steps, each with
+    # only its own code on the heap: the request (service), its transfer (https: the TLS
+    # session), the reply (service). -> (what the reply says, the connection left open after
+    # an initiate; a verify is the last request, its connection is closed before its reply is
+    # read)
+    req = _service(name + "_request", *args)
+    unload("service")
+    reply, conn = _send(cfg, ev, conn, req, name == "initiate")
+    del req
+    unload("https")
+    try:
+        return _service(name + "_reply", reply, *reply_args), conn
+    except BaseException:
+        _close(conn)
+        raise
