@@ -5,8 +5,6 @@ import os
 
 # The board state directory comes from RMBENCH_BOARD_DIR, read at each use: the virtual board
 # may remount the filesystem and point the variable at the new location after start-up.
-_cache_key = None
-_cache = None
 
 
 def board_dir():
@@ -21,14 +19,10 @@ def path(name):
 
 
 def board():
-    # The board description (board.json), cached while the directory stays the same.
-    global _cache_key, _cache
-    d = board_dir()
-    if _cache_key != d:
-        with open(d + "/board.json") as f:
-            _cache = json.load(f)
-        _cache_key = d
-    return _cache
+    # The board description (board.json), read at each call: kept, it would hold a kilobyte of
+    # GC heap that a real board's built-in modules do not (and few calls need it).
+    with open(path("board.json")) as f:
+        return json.load(f)
 
 
 def power_cut():

@@ -1,7 +1,9 @@
 """esp32 stand-in for the Unix port: NVS with the real method set, errors and commit semantics."""
 
-# Lean on purpose: on a board this module is built in and costs no GC heap, here its code
-# does, and the claim must fit a board's heap with it (few functions, const codes).
+# Lean on purpose: on a board this module is built in and NVS costs no GC heap; here its code
+# and data do, and a claim must fit a board's heap with it. So: few functions, const codes,
+# the committed state read once (decoded) and then kept while nvs.json stays unchanged
+# (size and modification time), and commits written piece by piece, never as one string.
 
 import json
 import os
@@ -28,6 +30,9 @@ HEAP_EXEC = 1
 # Shared by every NVS handle in this process, as on the chip: namespace -> {key: value}, where
 # a value is ("b", bytes), ("i", int) or None for an erase not yet committed.
 _pending = {}
+# The committed state as last read or written: (nvs.json path, (size, mtime), {namespace:
+# {key: ("b", bytes) or ("i", int)}}); nvs.json holds blobs as hex text.
+_committed = None
 
 
 def _error(code):
@@ -51,14 +56,33 @@ def _name(key):
     return key
 
 
-def _load():
-    # The committed state as nvs.json holds it: {namespace: {key: [kind, value]}}, blobs as
-    # hex text (decoded only when read: the file holds every namespace).
+def _stamp(path):
     try:
-        with open(_boardsim.path("nvs.json")) as f:
-            return json.load(f)
+        st = os.stat(path)
     except OSError:
-        return {}
+        return None
+    return st[6], st[8]
+
+
+def _load():
+    # The committed state: {namespace: {key: (kind, value)}}, read again only when nvs.json
+    # changed (the board directory moved, or another process wrote it).
+    global _committed
+    path = _boardsim.path("nvs.json")
+    stamp = _stamp(path)
+    if _committed is None or _committed[0] != path or _committed[1] != stamp:
+        _committed = None
+        data = {}
+        if stamp is not None:
+            with open(path) as f:
+                raw = json.load(f)
+            for ns, entries in raw.items():
+                data[ns] = {}
+                for key, (kind, value) in entries.items():
+                    data[ns][key] = (kind, bytes.fromhex(value) if kind == "b" else value)
+            del raw
+        _committed = (path, stamp, data)
+    return _committed[2]
 
 
 class NVS:
@@ -76,8 +100,6 @@ class NVS:
             entry = pending[key]
         else:
             entry = _load().get(self._ns, {}).get(key)
-            if entry and entry[0] == "b":
-                entry = ("b", bytes.fromhex(entry[1]))
         if entry is None or kind and entry[0] != kind:
             raise _error(_NOT_FOUND)
         return entry[1]
@@ -86,21 +108,16 @@ class NVS:
         # One mutation (entry None: erase): counted for power cuts, checked against the space.
         _name(key)
         _boardsim.count_nvs_mutation()
-        state = _load()
-        for ns, entries in _pending.items():
-            for k, v in entries.items():
-                state.setdefault(ns, {})[k] = v
-        state.setdefault(self._ns, {})[key] = entry
+        state = {}
+        for part in (_load(), _pending, {self._ns: {key: entry}}):
+            for ns, entries in part.items():
+                state.setdefault(ns, {}).update(entries)
         used = 0
         for entries in state.values():
             for v in entries.values():
-                # One 32-byte entry for the header, plus blob data rounded up to whole entries
-                # (a committed blob is hex text: two digits a byte).
+                # One 32-byte entry for the header, plus blob data rounded up to whole entries.
                 if v is not None:
-                    used += 32
-                    if v[0] == "b":
-                        n = len(v[1]) // (1 if isinstance(v[1], bytes) else 2)
-                        used += (n + 31) // 32 * 32
+                    used += 32 + ((len(v[1]) + 31) // 32 * 32 if v[0] == "b" else 0)
         if used > _CAPACITY:
             raise _error(_NOT_ENOUGH_SPACE)
         _pending.setdefault(self._ns, {})[key] = entry
@@ -133,25 +150,45 @@ class NVS:
         self._set(key, None)
 
     def commit(self):
+        global _committed
         _boardsim.count_nvs_mutation()
         pending = _pending.pop(self._ns, None)
         if not pending:
             return
         data = _load()
+        _committed = None  # written below, or unknown if writing fails
         entries = data.setdefault(self._ns, {})
         for key, entry in pending.items():
             if entry is None:
                 entries.pop(key, None)
             else:
-                kind, value = entry
-                entries[key] = [kind, value.hex() if kind == "b" else value]
+                entries[key] = entry
         if not entries:
             del data[self._ns]
-        tmp = _boardsim.path("nvs.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
+        # nvs.json, as json.dump would write it, with each blob's hex made 64 bytes at a time.
+        path = _boardsim.path("nvs.json")
+        with open(path + ".tmp", "w") as f:
+            f.write("{")
+            sep = ""
+            for ns, entries in data.items():
+                f.write("%s%s: {" % (sep, json.dumps(ns)))
+                sep = ""
+                for key, (kind, value) in entries.items():
+                    f.write('%s%s: ["%s", ' % (sep, json.dumps(key), kind))
+                    if kind == "b":
+                        f.write('"')
+                        for i in range(0, len(value), 64):
+                            f.write(value[i : i + 64].hex())
+                        f.write('"]')
+                    else:
+                        f.write("%d]" % value)
+                    sep = ", "
+                f.write("}")
+                sep = ", "
+            f.write("}")
         # rename is atomic: a power cut leaves either the old or the new committed state.
-        os.rename(tmp, _boardsim.path("nvs.json"))
+        os.rename(path + ".tmp", path)
+        _committed = (path, _stamp(path), data)
 
 
 def idf_heap_info(capabilities):
