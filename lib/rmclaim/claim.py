@@ -104,6 +104,16 @@ def check_certificate(point, node_id, certificate, claim_ca=None):
     check.check_certificate(point, node_id, certificate, claim_ca, unload)
 
 
+def _low(v):
+    # A copy of v (str, bytes or a tuple of them), made once the phase that produced v has
+    # left the heap: MicroPython allocates first-fit and never moves objects, so the copy
+    # lands in a low hole, and the original's block, amid the phase's freed code, joins that
+    # free space again (fewer islands, larger holes for the next phase).
+    if isinstance(v, tuple):
+        return tuple(_low(x) for x in v)
+    return v[:] if isinstance(v, (str, bytes)) else v
+
+
 def unload(*names):
     # Drop rmclaim modules a finished phase needed, so the next phase has their heap: on a
     # small board the whole library does not fit at once. Never errors: its classes must stay
@@ -176,9 +186,12 @@ def ensure_claimed(source=None, on_event=None):
     ident, mode, uid = prepare.identify(cfg, ev)
     unload("chip")
     csr_cache = {}  # type: dict
-    d, key_pem, point = prepare.key(cfg, ev, ident, mode, csr_cache)
+    d, key_pem, point = prepare.key(cfg, ev, ident[0], mode, csr_cache)
     del prepare
     unload("prepare", "csr", "p256", "asn1", "store")
+    key_pem, point, ident = _low(key_pem), _low(point), _low(ident)
+    for k in csr_cache:
+        csr_cache[k] = _low(csr_cache[k])
     while True:
         ev.attempt += 1
         try:

@@ -7,11 +7,11 @@
 # challenge, or a token claim's CSR for the node id) the session stays open while no network
 # code is on the heap at all.
 
-from rmclaim.claim import build_csr_pem, unload
+from rmclaim.claim import _low, build_csr_pem, unload
 
 
 def run(cfg, ev, ident, mode, uid, d, csr_cache):
-    # The network part of one attempt. -> (node_id, VerifyReply)
+    # The network part of one attempt; ident is (MAC, platform). -> (node_id, VerifyReply)
     token = cfg.access_token if mode == "token" else None
     conn = None
     try:
@@ -19,21 +19,24 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
         if cfg.service_url.startswith("https:"):
             conn = (None, None, _context(cfg.ca))
             unload("trust", "csr")
-        args = (ident.mac, ident.platform, token)  # type: tuple
+        args = (ident[0], ident[1], token)  # type: tuple
         c, conn = conn, None
         got, conn = ev.run("initiate", _call, cfg, ev, c, "initiate", args, (token,))
         if token is None:
-            node_id = ident.mac
+            node_id = ident[0]
             got = (got[0], ev.run("hmac", _service, "challenge_response", uid, got[1]))
             unload("service", "sha512")
+            got = _low(got)
         else:
-            node_id = got
+            unload("service")
+            node_id = got = _low(got)
         if node_id not in csr_cache:
             # A token claim's node id comes with initiate (a self-claim's CSR, for the MAC,
             # is made before the network part, and again only after a failed check).
             csr_cache.clear()
             csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
             unload("csr", "p256", "asn1")
+            csr_cache[node_id] = _low(csr_cache[node_id])
         if token is None:
             args = (csr_cache[node_id], cfg.matter, None, got[0], got[1])
         else:

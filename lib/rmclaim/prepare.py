@@ -40,16 +40,17 @@ def mode(cfg, ident):
 
 
 def identify(cfg, ev):
-    # -> (identity, mode, unique id or None)
+    # -> ((MAC, platform), mode, unique id or None): plain values (a chip.Identity would keep
+    # its classes on the heap).
     from rmclaim import chip
 
     ident = ev.run("identity", chip.identity)
     how = mode(cfg, ident)
     uid = ev.run("efuse", chip.optional_unique_id, ident.info) if how == "self" else None
-    return ident, how, uid
+    return (ident.mac, ident.platform), how, uid
 
 
-def key(cfg, ev, ident, how, csr_cache):
+def key(cfg, ev, mac, how, csr_cache):
     # The key (committed to NVS before any network call), its PEM and public point and, for
     # self-claim, the CSR (its CN, the MAC, is known).
     from rmclaim import csr, store
@@ -58,5 +59,5 @@ def key(cfg, ev, ident, how, csr_cache):
     d, key_pem = ev.run("key", store.Store().load_or_create_key)
     point = csr.public_point(d)
     if how == "self":
-        csr_cache[ident.mac] = ev.run("csr", build_csr_pem, d, ident.mac, cfg.matter)
+        csr_cache[mac] = ev.run("csr", build_csr_pem, d, mac, cfg.matter)
     return d, key_pem, point

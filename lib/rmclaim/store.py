@@ -109,7 +109,8 @@ class Store:
         return out
 
     def _read(self, slot, length):
-        # Exactly `length` bytes of a listed blob, or StoreError if it is not that long.
+        # Exactly `length` bytes of a listed blob (a bytearray), or StoreError if it is not
+        # that long.
         key = KEYS[slot]
         buf = bytearray(length)
         try:
@@ -124,15 +125,16 @@ class Store:
                 "store: %s is damaged (recorded %d bytes, found %s); forget() and claim again"
                 % (key, length, "none" if n < 0 else "%d" % n)
             )
-        return bytes(buf)
+        return buf
 
     def get(self, slot, lens=None):
         lens = lens or self.lengths()
-        return self._read(slot, lens[slot]) if lens[slot] else None
+        return bytes(self._read(slot, lens[slot])) if lens[slot] else None
 
     def _text(self, slot, lens):
-        data = self.get(slot, lens)
-        return None if data is None else str(data, "utf-8")
+        # Decoded straight from the read buffer (a certificate is kilobytes: no bytes copy).
+        lens = lens or self.lengths()
+        return str(self._read(slot, lens[slot]), "utf-8") if lens[slot] else None
 
     def is_claimed(self, lens=None):
         lens = lens or self.lengths()
