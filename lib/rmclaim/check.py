@@ -56,6 +56,10 @@ def _parse(dev, cas):
     from rmclaim import x509
 
     dev = x509.parse_certificate(dev)
+    # What the signature checks do not read goes before a CA is parsed next to it (on a
+    # small heap two whole Certificates are a kilobyte too many).
+    for name in ("der", "issuer", "subject", "subject_attributes", "extensions"):
+        delattr(dev, name)
     jobs = []  # type: list | None
     while cas:
         ca = x509.parse_certificate(cas.pop(0))

@@ -46,7 +46,7 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
         return node_id, reply
     finally:
         _close(conn)
-        unload("service", "https", "sha512", "csr", "p256", "asn1")
+        unload("service", "https", "trust", "sha512", "csr", "p256", "asn1")
 
 
 def _service(name, *args):
@@ -97,7 +97,7 @@ def _call(cfg, ev, conn, name, args, reply_args):
     unload("service")
     reply, conn = _send(cfg, ev, conn, req, name == "initiate")
     del req
-    unload("https")
+    unload("https", "trust")
     try:
         return _service(name + "_reply", reply, *reply_args), conn
     except BaseException:

@@ -1,7 +1,6 @@
 """HTTP/1.1 over socket + tls: pinned CA, hostname check, deadline, capped replies, keep-alive."""
 
 import select
-import socket
 import time
 
 from micropython import const
@@ -79,12 +78,10 @@ class Client:
         self._ctx = None
         self._sock = None
         self._raw = None
-        self._poll = None
         self._deadline = time.ticks_ms()
         self._what = ""
         self._got = 0
         self._buf = bytearray(_WINDOW)
-        self._mv = memoryview(self._buf)
         self._start = 0
         self._end = 0
 
@@ -95,7 +92,7 @@ class Client:
                     s.close()
                 except OSError:
                     pass
-        self._sock = self._raw = self._poll = None
+        self._sock = self._raw = None
         self._start = self._end = 0
 
     def detach(self):
@@ -104,7 +101,7 @@ class Client:
         conn = None
         if self._sock is not None:
             conn = (self._sock, self._raw, self._ctx)
-        self._sock = self._raw = self._poll = None
+        self._sock = self._raw = None
         return conn
 
     def attach(self, conn):
@@ -118,10 +115,9 @@ class Client:
         # Check the deadline; with events, wait (within it) until the socket is ready.
         ms = time.ticks_diff(self._deadline, time.ticks_ms())
         if ms > 0 and events:
-            if self._poll is None:
-                self._poll = select.poll()
-            self._poll.register(self._sock, events)
-            if self._poll.poll(ms):
+            poll = select.poll()
+            poll.register(self._sock, events)
+            if poll.poll(ms):
                 return
         elif ms > 0:
             return
@@ -131,41 +127,21 @@ class Client:
         )
 
     def _connect(self):
+        # A new connection (rmclaim.trust makes it, and the pinned TLS context when there is
+        # none yet: a request on a kept-alive connection needs neither).
         self.close()
-        ctx = self._ctx
-        if self.tls and ctx is None:
-            from rmclaim import trust
+        from rmclaim import trust
 
-            ctx = self._ctx = trust.context(self._ca)
+        if self.tls and self._ctx is None:
+            self._ctx = trust.context(self._ca)
         self._what = "connect"
-        raw = None
-        try:
-            ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-            self._wait(0)
-            raw = socket.socket(ai[0], socket.SOCK_STREAM)
-            self._raw = raw
-            raw.settimeout(time.ticks_diff(self._deadline, time.ticks_ms()) / 1000)
-            raw.connect(ai[-1])
-            raw.setblocking(False)
-        except OSError as e:
-            self.close()
-            raise NetworkError(
-                "https: cannot connect to %s:%d: %s" % (self.host, self.port, e)
-            ) from e
+        self._raw, self._sock = trust.connect(
+            self.host, self.port, self._ctx if self.tls else None, self._deadline, self._wait
+        )
         self.connections += 1
-        self._sock = raw
-        if ctx is not None:
+        if self.tls:
+            # The handshake runs inside the first write, non-blocking, under our deadline.
             self._what = "TLS handshake"
-            try:
-                # The handshake runs inside the first write, non-blocking, under our deadline.
-                self._sock = ctx.wrap_socket(
-                    raw, server_hostname=self.host, do_handshake_on_connect=False
-                )
-            except (OSError, ValueError) as e:
-                self.close()
-                err = TLSError("https: TLS setup for %s failed: %s" % (self.host, e))
-                err.retryable = True
-                raise err from e
             self.handshakes += 1
 
     def _io(self, write, mv, reused):
@@ -216,7 +192,7 @@ class Client:
             n = self._end - self._start
             self._buf[0:n] = self._buf[self._start : self._end]
             self._start, self._end = 0, n
-        n = self._io(False, self._mv[self._end :], reused)
+        n = self._io(False, memoryview(self._buf)[self._end :], reused)
         self._end += n
         return n
 
@@ -226,7 +202,7 @@ class Client:
         while True:
             i = self._buf.find(sep, self._start, self._end)
             if i >= 0:
-                line = bytes(self._mv[self._start : i])
+                line = bytes(memoryview(self._buf)[self._start : i])
                 self._start = i + len(sep)
                 return line
             if self._end - self._start >= _WINDOW:
@@ -261,7 +237,9 @@ class Client:
             # session ticket, say) is still open; end of stream, an error or stray bytes are
             # not.
             try:
-                n = self._sock.readinto(self._mv[self._end :])  # type: ignore[union-attr]
+                n = self._sock.readinto(  # type: ignore[union-attr]
+                    memoryview(self._buf)[self._end :]
+                )
             except (OSError, ValueError):
                 n = 0
             if n is not None:
@@ -377,7 +355,7 @@ class Client:
             have = self._end - self._start
             if have:
                 k = have if have < n else n
-                mv[blen : blen + k] = self._mv[self._start : self._start + k]
+                mv[blen : blen + k] = memoryview(self._buf)[self._start : self._start + k]
                 self._start += k
             else:
                 k = self._io(False, mv[blen : blen + n], False)

@@ -1,10 +1,10 @@
-"""TLS trust for rmclaim: a client context trusting only the pinned CA, certificates required."""
+"""rmclaim.https's connections: TCP, then TLS with only the pinned CA trusted, and its context."""
 
-# Apart from https so that a claim can make the context before https's code is on the heap:
-# the context is one large block (about 3 KB), which a heap fragmented by that code may no
-# longer have.
+# Apart from https, so that a claim can make the context before https's code is on the heap
+# (the context is one large block, about 3 KB, which a heap fragmented by that code may no
+# longer have), and so that a request on a kept-alive connection needs none of this code.
 
-from rmclaim.errors import ConfigError
+from rmclaim.errors import ConfigError, NetworkError, TLSError
 
 
 def context(ca):
@@ -30,3 +30,33 @@ def context(ca):
     except ValueError as e:
         raise ConfigError("https: ca refused: %s" % e) from e
     return ctx
+
+
+def connect(host, port, ctx, deadline, wait):
+    # -> (raw socket, socket to use: ctx's TLS wrap of the raw one, or it when ctx is None),
+    # connected (the TLS handshake is left to the first write) before the deadline (ticks);
+    # wait(0) raises the caller's timeout error once the deadline has passed.
+    import socket
+    import time
+
+    raw = None
+    try:
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        wait(0)
+        raw = socket.socket(ai[0], socket.SOCK_STREAM)
+        raw.settimeout(time.ticks_diff(deadline, time.ticks_ms()) / 1000)
+        raw.connect(ai[-1])
+        raw.setblocking(False)
+        if ctx is None:
+            return raw, raw
+    except OSError as e:
+        if raw is not None:
+            raw.close()
+        raise NetworkError("https: cannot connect to %s:%d: %s" % (host, port, e)) from e
+    try:
+        return raw, ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+    except (OSError, ValueError) as e:
+        raw.close()
+        err = TLSError("https: TLS setup for %s failed: %s" % (host, e))
+        err.retryable = True
+        raise err from e

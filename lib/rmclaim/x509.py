@@ -54,13 +54,15 @@ class Certificate:
     def __init__(self, der):
         der = bytes(der)
         self.der = der
-        body = decode_all(der, decode_sequence)
+        # The decoders work on a memoryview of der: their pieces are views, not copies (a
+        # certificate is read in a few dozen steps); fields are bytes of their own.
+        body = decode_all(memoryview(der), decode_sequence)
         tbs_body, rest = decode_sequence(body)
-        self.tbs = body[: len(body) - len(rest)]
+        self.tbs = bytes(body[: len(body) - len(rest)])
         self.signature_algorithm, params, rest = _algorithm(rest)
         if params and params != b"\x05\x00":
             raise DERError("x509: unexpected signature algorithm parameters")
-        self.signature = decode_all(rest, decode_bit_string)
+        self.signature = bytes(decode_all(rest, decode_bit_string))
 
         body = tbs_body
         del tbs_body, rest
@@ -147,7 +149,7 @@ def _algorithm(data):
 def _name(data):
     # (raw Name DER, [(oid, value or None)], rest); value is None for non-string types.
     body, rest = decode_sequence(data)
-    raw = data[: len(data) - len(rest)]
+    raw = bytes(data[: len(data) - len(rest)])
     attributes = []
     while body:
         rdn, body = decode_set(body)
