@@ -1,6 +1,24 @@
-"""machine.Pin, machine.RTC and machine.WDT of the machine stand-in (imported on first use)."""
+"""The rest of the machine stand-in (Pin, RTC, WDT, reset, freq): imported on first use."""
 
 import _boardsim
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def freq(hz=None):
+    return 240000000 if hz is None else None
+
+
+def reset():
+    _boardsim.hard_reset()
+
+
+def reset_cause():
+    return PWRON_RESET
 
 
 class Pin:

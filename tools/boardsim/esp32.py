@@ -1,9 +1,10 @@
 """esp32 stand-in for the Unix port: NVS with the real method set, errors and commit semantics."""
 
 # Lean on purpose: on a board this module is built in and NVS costs no GC heap; here its code
-# and data do, and a claim must fit a board's heap with it. So: few functions, const codes,
-# the committed state read once (decoded) and then kept while nvs.json stays unchanged
-# (size and modification time), and commits written piece by piece, never as one string.
+# and data do, and a claim must fit a board's heap with it. So: few functions, const codes, no
+# copy of the committed state kept, and nvs.json (blobs as hex text) read and written a piece
+# at a time: a read scans the file for the one entry it wants and decodes that entry's hex
+# straight into the caller's buffer; a commit copies the other entries' hex across in chunks.
 
 import json
 import os
@@ -23,6 +24,7 @@ _VALUE_TOO_LONG = const(-0x110E)
 # partition minus 4000 bytes (ESP-IDF NVS limits): int(0.976 * 0x6000) - 4000.
 _CAPACITY = const(20160)  # 5 * 126 * 32
 _MAX_BLOB = const(19986)
+_CHUNK = const(64)  # bytes of nvs.json read or written at a time
 
 HEAP_DATA = 4
 HEAP_EXEC = 1
@@ -30,9 +32,6 @@ HEAP_EXEC = 1
 # Shared by every NVS handle in this process, as on the chip: namespace -> {key: value}, where
 # a value is ("b", bytes), ("i", int) or None for an erase not yet committed.
 _pending = {}
-# The committed state as last read or written: (nvs.json path, (size, mtime), {namespace:
-# {key: ("b", bytes) or ("i", int)}}); nvs.json holds blobs as hex text.
-_committed = None
 
 
 def _error(code):
@@ -56,33 +55,80 @@ def _name(key):
     return key
 
 
-def _stamp(path):
+def _committed():
+    # The committed entries, from nvs.json ({namespace: {key: [kind, value]}}, as json.dump
+    # writes it): [(namespace, key, kind, value)], value an int, or for a blob (file offset
+    # of its hex digits, number of bytes). The file is read 64 bytes at a time and only short
+    # strings (names, kinds) are kept, never a blob's hex.
+    out = []
     try:
-        st = os.stat(path)
+        f = open(_boardsim.path("nvs.json"), "rb")
     except OSError:
-        return None
-    return st[6], st[8]
+        return out
+    words = []  # the entry being read: numbers, and strings as (offset, length, text or None)
+    depth = pos = start = 0
+    ns = text = num = None
+    in_str = escaped = False
+    with f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                return out
+            for c in chunk:
+                if in_str:
+                    if c == 0x22 and not escaped:  # the closing quote
+                        in_str = False
+                        words.append(
+                            (
+                                start,
+                                pos - start,
+                                None if text is None else json.loads(b'"' + text + b'"'),
+                            )
+                        )
+                    elif text is not None:
+                        text.append(c)
+                        if len(text) > 40:  # longer than any name or kind: only its extent
+                            text = None
+                    escaped = c == 0x5C and not escaped
+                elif c == 0x22:
+                    in_str = True
+                    text = bytearray()
+                    start = pos + 1
+                elif c == 0x2D or 0x30 <= c <= 0x39:  # an i32's sign and digits
+                    if num is None:
+                        num = bytearray()
+                    num.append(c)
+                else:
+                    if num is not None:
+                        words.append(int(bytes(num)))
+                        num = None
+                    if c == 0x7B or c == 0x5B:  # { [
+                        depth += 1
+                        if depth == 2:
+                            ns = words.pop()[2]
+                    elif c == 0x7D or c == 0x5D:  # } ]
+                        if depth == 3 and len(words) == 3:
+                            key, kind, value = words
+                            if kind[2] == "b":
+                                value = (value[0], value[1] // 2)
+                            out.append((ns, key[2], kind[2], value))
+                        words = []
+                        depth -= 1
+                pos += 1
 
 
-def _load():
-    # The committed state: {namespace: {key: (kind, value)}}, read again only when nvs.json
-    # changed (the board directory moved, or another process wrote it).
-    global _committed
-    path = _boardsim.path("nvs.json")
-    stamp = _stamp(path)
-    if _committed is None or _committed[0] != path or _committed[1] != stamp:
-        _committed = None
-        data = {}
-        if stamp is not None:
-            with open(path) as f:
-                raw = json.load(f)
-            for ns, entries in raw.items():
-                data[ns] = {}
-                for key, (kind, value) in entries.items():
-                    data[ns][key] = (kind, bytes.fromhex(value) if kind == "b" else value)
-            del raw
-        _committed = (path, stamp, data)
-    return _committed[2]
+def _merged(changes):
+    # {namespace: [(key, kind, value)]}: the committed entries with changes ({(namespace,
+    # key): entry or None}) applied; a value is an int, bytes (changed) or (offset, length)
+    # in nvs.json (unchanged).
+    out = {}
+    for ns, key, kind, value in _committed():
+        if (ns, key) not in changes:
+            out.setdefault(ns, []).append((key, kind, value))
+    for (ns, key), entry in changes.items():
+        if entry is not None:
+            out.setdefault(ns, []).append((key, entry[0], entry[1]))
+    return out
 
 
 class NVS:
@@ -93,13 +139,17 @@ class NVS:
         return "<NVS namespace>"
 
     def _get(self, key, kind):
-        # The value of key if it holds that kind, else NOT_FOUND (IDF keeps a type per entry).
+        # The value of key (a blob's as bytes, or (offset, length) in nvs.json) if it holds
+        # that kind, else NOT_FOUND (IDF keeps a type per entry).
         _name(key)
         pending = _pending.get(self._ns, {})
         if key in pending:
             entry = pending[key]
         else:
-            entry = _load().get(self._ns, {}).get(key)
+            entry = None
+            for ns, k, kd, value in _committed():
+                if ns == self._ns and k == key:
+                    entry = (kd, value)
         if entry is None or kind and entry[0] != kind:
             raise _error(_NOT_FOUND)
         return entry[1]
@@ -108,16 +158,19 @@ class NVS:
         # One mutation (entry None: erase): counted for power cuts, checked against the space.
         _name(key)
         _boardsim.count_nvs_mutation()
-        state = {}
-        for part in (_load(), _pending, {self._ns: {key: entry}}):
-            for ns, entries in part.items():
-                state.setdefault(ns, {}).update(entries)
+        changes = {}
+        for ns, entries in _pending.items():
+            for k, v in entries.items():
+                changes[(ns, k)] = v
+        changes[(self._ns, key)] = entry
         used = 0
-        for entries in state.values():
-            for v in entries.values():
+        for entries in _merged(changes).values():
+            for _, kind, value in entries:
                 # One 32-byte entry for the header, plus blob data rounded up to whole entries.
-                if v is not None:
-                    used += 32 + ((len(v[1]) + 31) // 32 * 32 if v[0] == "b" else 0)
+                used += 32
+                if kind == "b":
+                    n = len(value) if isinstance(value, bytes) else value[1]
+                    used += (n + 31) // 32 * 32
         if used > _CAPACITY:
             raise _error(_NOT_ENOUGH_SPACE)
         _pending.setdefault(self._ns, {})[key] = entry
@@ -139,56 +192,71 @@ class NVS:
         self._set(key, ("b", data))
 
     def get_blob(self, key, buffer):
-        data = self._get(key, "b")
-        if len(data) > len(buffer):
+        value = self._get(key, "b")
+        n = len(value) if isinstance(value, bytes) else value[1]
+        if n > len(buffer):
             raise _error(_INVALID_LENGTH)
-        memoryview(buffer)[: len(data)] = data
-        return len(data)
+        mv = memoryview(buffer)
+        if isinstance(value, bytes):
+            mv[:n] = value
+            return n
+        with open(_boardsim.path("nvs.json"), "rb") as f:
+            f.seek(value[0])
+            for i in range(0, n, _CHUNK // 2):
+                part = bytes.fromhex(f.read(min(_CHUNK, 2 * (n - i))).decode())
+                mv[i : i + len(part)] = part
+        return n
 
     def erase_key(self, key):
         self._get(key, None)
         self._set(key, None)
 
     def commit(self):
-        global _committed
         _boardsim.count_nvs_mutation()
         pending = _pending.pop(self._ns, None)
         if not pending:
             return
-        data = _load()
-        _committed = None  # written below, or unknown if writing fails
-        entries = data.setdefault(self._ns, {})
-        for key, entry in pending.items():
-            if entry is None:
-                entries.pop(key, None)
-            else:
-                entries[key] = entry
-        if not entries:
-            del data[self._ns]
-        # nvs.json, as json.dump would write it, with each blob's hex made 64 bytes at a time.
+        changes = {}
+        for k, v in pending.items():
+            changes[(self._ns, k)] = v
+        state = _merged(changes)
+        # The new nvs.json, as json.dump would write it: the unchanged blobs' hex copied from
+        # the old file, the new ones' written 32 bytes at a time.
         path = _boardsim.path("nvs.json")
+        old = None
         with open(path + ".tmp", "w") as f:
             f.write("{")
             sep = ""
-            for ns, entries in data.items():
+            for ns, entries in state.items():
                 f.write("%s%s: {" % (sep, json.dumps(ns)))
                 sep = ""
-                for key, (kind, value) in entries.items():
+                for key, kind, value in entries:
                     f.write('%s%s: ["%s", ' % (sep, json.dumps(key), kind))
-                    if kind == "b":
-                        f.write('"')
-                        for i in range(0, len(value), 64):
-                            f.write(value[i : i + 64].hex())
-                        f.write('"]')
-                    else:
-                        f.write("%d]" % value)
                     sep = ", "
+                    if kind == "i":
+                        f.write("%d]" % value)
+                        continue
+                    f.write('"')
+                    if isinstance(value, bytes):
+                        for i in range(0, len(value), _CHUNK // 2):
+                            f.write(value[i : i + _CHUNK // 2].hex())
+                    else:
+                        if old is None:
+                            old = open(path, "rb")
+                        old.seek(value[0])
+                        left = 2 * value[1]
+                        while left:
+                            part = old.read(min(_CHUNK, left))
+                            f.write(part.decode())
+                            left -= len(part)
+                    f.write('"]')
                 f.write("}")
                 sep = ", "
             f.write("}")
+        if old is not None:
+            old.close()
         # rename is atomic: a power cut leaves either the old or the new committed state.
         os.rename(path + ".tmp", path)
-        _committed = (path, _stamp(path), data)
 
 
 def idf_heap_info(capabilities):

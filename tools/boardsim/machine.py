@@ -18,42 +18,20 @@ del _saved_path
 
 
 def __getattr__(name):
-    # Pin, RTC and WDT come from _machine_io, imported on first use (a claim needs none of
-    # them); everything else not defined here (soft_reset, time_pulse_us, Signal...) is the
-    # builtin's.
-    if name in ("Pin", "RTC", "WDT"):
-        import _machine_io
+    # Pin, RTC, WDT, reset, freq and the reset causes come from _machine_io, imported on first
+    # use (a claim needs none of them); everything else not defined here (idle, soft_reset,
+    # time_pulse_us, Signal...) is the builtin's.
+    import _machine_io
 
+    try:
         return getattr(_machine_io, name)
-    return getattr(_builtin, name)
-
-
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
+    except AttributeError:
+        return getattr(_builtin, name)
 
 
 def unique_id():
     # The base MAC from eFuse, 6 bytes, as esp_efuse_mac_get_default() gives it.
     return bytes.fromhex(_boardsim.board()["mac"])
-
-
-def freq(hz=None):
-    return 240000000 if hz is None else None
-
-
-def reset():
-    _boardsim.hard_reset()
-
-
-def reset_cause():
-    return PWRON_RESET
-
-
-def idle():
-    pass
 
 
 class _Mem:
