@@ -104,13 +104,13 @@ def check_certificate(point, node_id, certificate, claim_ca=None):
     check.check_certificate(point, node_id, certificate, claim_ca, unload)
 
 
-def _low(v):
+def settle(v):
     # A copy of v (str, bytes or a tuple of them), made once the phase that produced v has
     # left the heap: MicroPython allocates first-fit and never moves objects, so the copy
     # lands in a low hole, and the original's block, amid the phase's freed code, joins that
     # free space again (fewer islands, larger holes for the next phase).
     if isinstance(v, tuple):
-        return tuple(_low(x) for x in v)
+        return tuple(settle(x) for x in v)
     return v[:] if isinstance(v, (str, bytes)) else v
 
 
@@ -189,9 +189,9 @@ def ensure_claimed(source=None, on_event=None):
     d, key_pem, point = prepare.key(cfg, ev, ident[0], mode, csr_cache)
     del prepare
     unload("prepare", "csr", "p256", "asn1", "store")
-    key_pem, point, ident = _low(key_pem), _low(point), _low(ident)
+    key_pem, point, ident = settle(key_pem), settle(point), settle(ident)
     for k in csr_cache:
-        csr_cache[k] = _low(csr_cache[k])
+        csr_cache[k] = settle(csr_cache[k])
     while True:
         ev.attempt += 1
         try:

@@ -7,7 +7,7 @@
 # challenge, or a token claim's CSR for the node id) the session stays open while no network
 # code is on the heap at all.
 
-from rmclaim.claim import _low, build_csr_pem, unload
+from rmclaim.claim import build_csr_pem, settle, unload
 
 
 def run(cfg, ev, ident, mode, uid, d, csr_cache):
@@ -26,17 +26,17 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
             node_id = ident[0]
             got = (got[0], ev.run("hmac", _service, "challenge_response", uid, got[1]))
             unload("service", "sha512")
-            got = _low(got)
+            got = settle(got)
         else:
             unload("service")
-            node_id = got = _low(got)
+            node_id = got = settle(got)
         if node_id not in csr_cache:
             # A token claim's node id comes with initiate (a self-claim's CSR, for the MAC,
             # is made before the network part, and again only after a failed check).
             csr_cache.clear()
             csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
             unload("csr", "p256", "asn1")
-            csr_cache[node_id] = _low(csr_cache[node_id])
+            csr_cache[node_id] = settle(csr_cache[node_id])
         if token is None:
             args = (csr_cache[node_id], cfg.matter, None, got[0], got[1])
         else:
@@ -65,10 +65,11 @@ def _context(ca):
 def _close(conn):
     # Close a connection https.Client.detach() handed out: its TLS and raw sockets.
     for s in conn[:2] if conn else ():
-        try:
-            s.close()
-        except OSError:
-            pass
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 def _send(cfg, ev, conn, req, keep):

@@ -1,4 +1,4 @@
-"""A claim before its network part: config, stored identity, chip and mode, key, CA, CSR."""
+"""A claim before its network part: config, stored identity, chip and mode, key, a self CSR."""
 
 # Steps of rmclaim.claim's state machine (which imports this module while it prepares, then
 # drops it): each imports what it needs in its own frame and returns plain data, so the
