@@ -31,6 +31,7 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 def do_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
     def say(line: str) -> None:
         print(f"demo: {line}", flush=True)
 
