@@ -60,6 +60,9 @@ def _parse(dev, cas):
     # small heap two whole Certificates are a kilobyte too many).
     for name in ("der", "issuer", "subject", "subject_attributes", "extensions"):
         delattr(dev, name)
+    import gc
+
+    gc.collect()  # the parse's garbage goes first, so the next one packs low in the heap
     jobs = []  # type: list | None
     while cas:
         ca = x509.parse_certificate(cas.pop(0))
