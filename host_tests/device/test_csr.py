@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rmbench import certs
 from rmbench.codegen_p256 import N
 from rmbench.micropython import Interpreter
 
@@ -244,20 +245,9 @@ def test_rejections(interp: Interpreter, run_json: RunJSON) -> None:
 
 def make_ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    return key, certs.self_signed(key, certs.cn_name(name), start, end, [certs.ca_constraints()])
 
 
 def issue(
@@ -267,20 +257,11 @@ def issue(
     dns: str | None = None,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca[1].subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    extensions = [certs.alt_names([dns])] if dns else []
+    return certs.certificate(
+        certs.cn_name(cn), public, ca[1].subject, ca[0], start, end, extensions
     )
-    if dns:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False
-        )
-    return builder.sign(ca[0], hashes.SHA256())
 
 
 KEY_SCRIPT = """

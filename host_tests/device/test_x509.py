@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+from rmbench import certs
 from rmbench.micropython import Interpreter
 
 RunJSON = Callable[..., list[Any]]  # the run_json fixture (conftest.py)
@@ -49,18 +50,7 @@ class CA:
 def make_ca(
     key: IssuerKey, subject: x509.Name, start: datetime.datetime, end: datetime.datetime
 ) -> CA:
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return CA(key, cert)
+    return CA(key, certs.self_signed(key, subject, start, end, [certs.ca_constraints(0)]))
 
 
 def issue(
@@ -72,25 +62,14 @@ def issue(
     rainmaker_extensions: bool = False,
 ) -> x509.Certificate:
     public = public or ec.generate_private_key(ec.SECP256R1()).public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-    )
+    extensions = []
     if rainmaker_extensions:
-        off = ["content_commitment", "key_encipherment", "data_encipherment", "key_agreement"]
-        off += ["key_cert_sign", "crl_sign", "encipher_only", "decipher_only"]
-        usage = dict.fromkeys(off, False)
-        builder = (
-            builder.add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        )
-    return builder.sign(ca.key, hashes.SHA256())
+        extensions = [
+            certs.key_usage(certificate_signing=False),
+            certs.client_auth(),
+            certs.subject_key_id(public),
+        ]
+    return certs.certificate(subject, public, ca.cert.subject, ca.key, start, end, extensions)
 
 
 def p256_key() -> ec.EllipticCurvePrivateKey:

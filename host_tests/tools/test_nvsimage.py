@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from rmbench import nvs
+from rmbench import certs, nvs
 from rmbench.cli import main
 from rmbench.flashmock import app_image, combined_image, mock_board
 from rmbench.nvsimage import HOST_KEY_NOTICE
@@ -69,19 +69,9 @@ def test_claims_with_a_token_and_the_device_store_reads_the_image(
 
 
 def self_signed(key: ec.EllipticCurvePrivateKey, cn: str) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    end = now + datetime.timedelta(days=3)
+    return certs.pem(certs.self_signed(key, certs.cn_name(cn), now, end, serial=1))
 
 
 def test_takes_existing_files_and_the_image_survives_a_reflash(

@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from rmbench import certs
 from rmbench.micropython import compile_library, micropython
 
 from benchmarks.record import record
@@ -165,29 +166,13 @@ def make_chains() -> dict[str, str]:
                 x509.NameAttribute(NameOID.COMMON_NAME, "ESP-RainMaker"),
             ]
         )
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        leaf = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CN)]))
-            .issuer_name(ca_name)
-            .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1461))
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False
-            )
-            .sign(key, hashes.SHA256())
+        ca_end = now + datetime.timedelta(days=3650)
+        ca = certs.self_signed(key, ca_name, now, ca_end, [certs.ca_constraints()])
+        device = ec.generate_private_key(ec.SECP256R1()).public_key()
+        leaf_end = now + datetime.timedelta(days=1461)
+        extensions = [certs.client_auth()]
+        leaf = certs.certificate(
+            certs.cn_name(CN), device, ca_name, key, now, leaf_end, extensions
         )
         out[kind + "_ca"] = ca.public_bytes(DER).hex()
         out[kind + "_leaf"] = leaf.public_bytes(DER).hex()

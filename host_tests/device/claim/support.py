@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -16,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+from rmbench import certs
 from rmbench.boardsim import SimBoard
 from rmbench.micropython import Interpreter
 from rmbench.service.harness import RunningService
@@ -87,38 +87,14 @@ def _now() -> datetime.datetime:
 
 def make_ca(cn: str) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - datetime.timedelta(days=1))
-        .not_valid_after(_now() + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return _issued(cert, key)
+    extensions = [certs.ca_constraints(), certs.key_usage(certificate_signing=True)]
+    start, end = _now() - datetime.timedelta(days=1), _now() + datetime.timedelta(days=30)
+    return _issued(certs.self_signed(key, certs.cn_name(cn), start, end, extensions), key)
 
 
 def _issued(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
     return Issued(
-        cert.public_bytes(serialization.Encoding.PEM).decode(),
+        certs.pem(cert),
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -134,25 +110,12 @@ def issue_server(
 ) -> Issued:
     """A TLS server certificate for `names` (DNS names or IP addresses), signed by `ca`."""
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
     start = _now() - datetime.timedelta(days=10 if expired else 1)
     end = _now() - datetime.timedelta(days=2) if expired else _now() + datetime.timedelta(days=30)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+    extensions = [certs.alt_names(names), certs.server_auth()]
+    subject = certs.cn_name(names[0])
+    cert = certs.certificate(
+        subject, key.public_key(), ca.cert.subject, ca.key, start, end, extensions
     )
     return _issued(cert, key)
 
@@ -310,18 +273,11 @@ def issue_device(
     """A device (client) certificate for public_key with CN=cn, signed by ca, as PEM."""
     start = _now() - datetime.timedelta(days=10 if expired else 1)
     end = _now() - datetime.timedelta(days=1) if expired else _now() + datetime.timedelta(days=365)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+    subject = certs.cn_name(cn)
+    cert = certs.certificate(
+        subject, public_key, ca.cert.subject, ca.key, start, end, [certs.client_auth()]
     )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return certs.pem(cert)
 
 
 def sec1_pem(key: ec.EllipticCurvePrivateKey) -> str:

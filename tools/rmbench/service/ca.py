@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import secrets
 from collections.abc import Sequence
@@ -11,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from rmbench import certs
 from rmbench.errors import UsageError
 
 # File names inside the state directory (contract: server-ca.pem and claim-ca.pem).
@@ -66,41 +66,19 @@ class Authority:
 
     @property
     def pem(self) -> str:
-        return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-    def ski(self) -> x509.SubjectKeyIdentifier:
-        """The CA's subject key identifier (what issued certificates carry as AKI)."""
-        return self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return certs.pem(self.cert)
 
 
 def _new_ca(name: x509.Name) -> Authority:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    extensions = [
+        certs.ca_constraints(path_length=0),
+        certs.key_usage(certificate_signing=True),
+        certs.subject_key_id(key.public_key()),
+    ]
+    cert = certs.self_signed(
+        key, name, now - BACKDATE, now + CA_VALIDITY, extensions, serial=_serial()
     )
     return Authority(cert, key)
 
@@ -172,19 +150,14 @@ def load_or_create_authorities(state_dir: Path) -> Authorities:
     return Authorities(server, claim)
 
 
-def _san_entries(names: Sequence[str]) -> list[x509.GeneralName]:
-    entries: list[x509.GeneralName] = []
-    seen: set[str] = set()
+def _server_names(names: Sequence[str]) -> list[str]:
+    # localhost, 127.0.0.1 and ::1 first, then each name once, without [] around IPv6.
+    out: list[str] = []
     for raw in ["localhost", "127.0.0.1", "::1", *names]:
         name = raw.strip().strip("[]")
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            entries.append(x509.DNSName(name))
-    return entries
+        if name and name not in out:
+            out.append(name)
+    return out
 
 
 def write_server_certificate(state_dir: Path, server_ca: Authority, names: Sequence[str]) -> None:
@@ -194,24 +167,22 @@ def write_server_certificate(state_dir: Path, server_ca: Authority, names: Seque
     """
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    ca_ski = server_ca.ski()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(server_ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(_san_entries(names)), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(server_ca.key, hashes.SHA256())
+    extensions = [
+        certs.leaf_constraints(),
+        certs.alt_names(_server_names(names)),
+        certs.server_auth(),
+        certs.subject_key_id(key.public_key()),
+        certs.authority_key_id(server_ca.cert),
+    ]
+    cert = certs.certificate(
+        certs.cn_name("localhost"),
+        key.public_key(),
+        server_ca.cert.subject,
+        server_ca.key,
+        now - BACKDATE,
+        now + SERVER_VALIDITY,
+        extensions,
+        serial=_serial(),
     )
     _write_private(state_dir / SERVER_KEY, _key_pem(key))
     _write_public(state_dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
@@ -225,37 +196,19 @@ def device_certificate(
     CN = node id; KeyUsage digitalSignature (critical); EKU clientAuth; SKI and AKI; 4 years.
     """
     now = _now()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)]))
-        .issuer_name(claim_ca.cert.subject)
-        .public_key(public_key)
-        .serial_number(_serial())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + DEVICE_VALIDITY)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(claim_ca.ski()),
-            critical=False,
-        )
-        .sign(claim_ca.key, hashes.SHA256())
+    extensions = [
+        certs.key_usage(certificate_signing=False),
+        certs.client_auth(),
+        certs.subject_key_id(public_key),
+        certs.authority_key_id(claim_ca.cert),
+    ]
+    return certs.certificate(
+        certs.cn_name(node_id),
+        public_key,
+        claim_ca.cert.subject,
+        claim_ca.key,
+        now - BACKDATE,
+        now + DEVICE_VALIDITY,
+        extensions,
+        serial=_serial(),
     )
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

@@ -31,6 +31,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rmbench import certs
 from rmbench.service import ca
 from rmbench.service.store import random_alnum
 
@@ -189,7 +190,7 @@ def reissue_certificate(reply: bytes, claim_ca: ca.Authority, kind: str) -> byte
         while other == cn:
             other = random_alnum(len(cn))
         cn = other
-    obj["certificate"] = ca.pem(ca.device_certificate(claim_ca, key, cn)) + chain[end:]
+    obj["certificate"] = certs.pem(ca.device_certificate(claim_ca, key, cn)) + chain[end:]
     return json.dumps(obj, separators=(",", ":")).encode()
 
 

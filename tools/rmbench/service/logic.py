@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from rmbench import certs
 from rmbench.service import ca
 from rmbench.service.store import Store, User, random_alnum
 
@@ -237,7 +238,7 @@ class ClaimService:
                 mac=challenge.mac,
                 user_id=None,
                 mode="self",
-                pem=ca.pem(issued.certificate),
+                pem=certs.pem(issued.certificate),
             )
         return issued
 
@@ -262,13 +263,13 @@ class ClaimService:
                 mac=node.mac,
                 user_id=user.user_id,
                 mode="token",
-                pem=ca.pem(issued.certificate),
+                pem=certs.pem(issued.certificate),
             )
         return issued
 
     def _issue(self, csr: x509.CertificateSigningRequest, node_id: str) -> Issued:
         cert = ca.device_certificate(self.claim_ca, csr.public_key(), node_id)
-        return Issued(cert, ca.pem(cert) + self.claim_ca.pem)
+        return Issued(cert, certs.pem(cert) + self.claim_ca.pem)
 
 
 def load_csr(text: str, matter: bool) -> x509.CertificateSigningRequest:
