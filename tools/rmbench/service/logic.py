@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -230,17 +231,9 @@ class ClaimService:
         csr = load_csr(csr_text, matter)
         check_common_name(csr, challenge.mac, "the MAC address")
         with self.store.transaction() as db:
-            issued = self._issue(csr, challenge.mac)
-            self.store.record_certificate(
-                db,
-                serial=issued.certificate.serial_number,
-                node_id=challenge.mac,
-                mac=challenge.mac,
-                user_id=None,
-                mode="self",
-                pem=certs.pem(issued.certificate),
+            return self._issue(
+                db, csr, challenge.mac, mac=challenge.mac, user_id=None, mode="self"
             )
-        return issued
 
     def _verify_token(self, obj: dict[str, Any], user: User, matter: bool) -> Issued:
         csr = load_csr(string_field(obj, "csr"), matter)
@@ -255,21 +248,33 @@ class ClaimService:
         with self.store.claim_node(node.node_id) as (db, over_quota):
             if over_quota:
                 raise ClaimFailure(403, NO_QUOTA)
-            issued = self._issue(csr, node.node_id)
-            self.store.record_certificate(
-                db,
-                serial=issued.certificate.serial_number,
-                node_id=node.node_id,
-                mac=node.mac,
-                user_id=user.user_id,
-                mode="token",
-                pem=certs.pem(issued.certificate),
+            return self._issue(
+                db, csr, node.node_id, mac=node.mac, user_id=user.user_id, mode="token"
             )
-        return issued
 
-    def _issue(self, csr: x509.CertificateSigningRequest, node_id: str) -> Issued:
+    def _issue(
+        self,
+        db: sqlite3.Connection,
+        csr: x509.CertificateSigningRequest,
+        node_id: str,
+        *,
+        mac: str,
+        user_id: str | None,
+        mode: str,
+    ) -> Issued:
+        # The certificate for csr's key, recorded in the caller's transaction.
         cert = ca.device_certificate(self.claim_ca, csr.public_key(), node_id)
-        return Issued(cert, certs.pem(cert) + self.claim_ca.pem)
+        pem = certs.pem(cert)
+        self.store.record_certificate(
+            db,
+            serial=cert.serial_number,
+            node_id=node_id,
+            mac=mac,
+            user_id=user_id,
+            mode=mode,
+            pem=pem,
+        )
+        return Issued(cert, pem + self.claim_ca.pem)
 
 
 def load_csr(text: str, matter: bool) -> x509.CertificateSigningRequest:
