@@ -72,16 +72,6 @@ def issue(
     return certs.certificate(subject, public, ca.cert.subject, ca.key, start, end, extensions)
 
 
-def p256_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def point_of(cert: x509.Certificate) -> bytes:
-    public = cert.public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    return public.public_bytes(DER.X962, serialization.PublicFormat.UncompressedPoint)
-
-
 @pytest.fixture(scope="module")
 def pki() -> dict[str, Any]:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
