@@ -283,9 +283,9 @@ class Store:
 
     @contextmanager
     def claim_node(self, node_id: str) -> Iterator[tuple[sqlite3.Connection, bool]]:
-        """Hold the write lock while a node is claimed; yields (db, needs_quota).
+        """Hold the write lock while a node is claimed; yields (db, over_quota).
 
-        needs_quota is True when the node was never claimed and the owner's quota is spent. The
+        over_quota is True when the node was never claimed and the owner's quota is spent. The
         caller issues the certificate and records it in the same transaction (or raises, which
         rolls everything back).
         """
