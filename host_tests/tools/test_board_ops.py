@@ -201,7 +201,7 @@ def test_register_refuses_a_chip_that_cannot_self_claim(
     state = ["--state-dir", str(claim_service.state_dir)]
     assert main(["register", *state, "--port", b.port, "--board", "esp32"]) == 1
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"rmbench: register: {b.name}@{b.port}: identify: a esp32 cannot self-claim, so there is "
+        f"rmbench: register: {b.name}@{b.port}: identify: esp32 cannot self-claim, so there is "
         f"nothing to register; claim it with a token instead: rmbench claim --port {b.port} "
         "--board esp32 ..."
     )

@@ -33,7 +33,7 @@ def read_registration(board: Board) -> tuple[str, bytes]:
     info = devicecalls.device_info(board, with_unique_id=True)
     if info.unique_id is None:
         raise UsageError(
-            f"a {info.family} cannot self-claim, so there is nothing to register; claim it "
+            f"{info.family} cannot self-claim, so there is nothing to register; claim it "
             f"with a token instead: rmbench claim --port {board.port} --board "
             f"{board.profile.name} ...",
             board=board.name,
