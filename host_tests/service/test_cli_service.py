@@ -71,6 +71,16 @@ def test_names_are_covered_by_the_server_certificate(tmp_path: Path) -> None:
             context.wrap_socket(raw, server_hostname="other.example")
 
 
+def test_first_run_creates_the_state_with_private_keys(tmp_path: Path) -> None:
+    with running_service(tmp_path / "svc") as svc:
+        state = svc.state_dir
+    for key in (ca.SERVER_CA_KEY, ca.CLAIM_CA_KEY, ca.SERVER_KEY):
+        assert (state / key).stat().st_mode & 0o777 == 0o600, key
+    for cert in (ca.SERVER_CA_CERT, ca.CLAIM_CA_CERT, ca.SERVER_CERT):
+        assert (state / cert).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----\n"), cert
+    assert not list(state.glob("*.tmp"))
+
+
 def test_broken_state_dir_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "svc"
     with running_service(state):

@@ -4,7 +4,6 @@ nvs-image, provision, claim, status, fleet; `register --port` reads through rmbe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import ClaimConfig, local_service
 from rmbench.deploy_cli import add_config_arguments, config_from_args
 from rmbench.errors import BenchError, UsageError
+from rmbench.files import write_atomic
 from rmbench.profiles import BoardProfile, get_profile
 
 _BEFORE = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
@@ -221,12 +221,8 @@ def do_nvs_image(args: argparse.Namespace) -> int:
 
 def _write_private(path: Path, data: bytes) -> None:
     # The image holds a private key: readable by the owner only, and never half-written.
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, private=True)
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror or e}") from e
 

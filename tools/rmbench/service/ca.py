@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from rmbench import certs
 from rmbench.errors import UsageError
+from rmbench.files import write_atomic
 
 # File names inside the state directory (contract: server-ca.pem and claim-ca.pem).
 SERVER_CA_CERT = "server-ca.pem"
@@ -83,21 +83,6 @@ def _new_ca(name: x509.Name) -> Authority:
     return Authority(cert, key)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # Keys are created 0600 and renamed into place, so a crash never leaves half a key.
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -115,8 +100,8 @@ def load_or_create_ca(
     if not have_cert and not have_key:
         ca = _new_ca(name)
         # Key first: a certificate on disk always has its key next to it.
-        _write_private(key_path, _key_pem(ca.key))
-        _write_public(cert_path, ca.pem.encode("ascii"))
+        write_atomic(key_path, _key_pem(ca.key), private=True)
+        write_atomic(cert_path, ca.pem.encode("ascii"))
         return ca
     if have_cert != have_key:
         missing = key_name if have_cert else cert_name
@@ -184,8 +169,8 @@ def write_server_certificate(state_dir: Path, server_ca: Authority, names: Seque
         extensions,
         serial=_serial(),
     )
-    _write_private(state_dir / SERVER_KEY, _key_pem(key))
-    _write_public(state_dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(state_dir / SERVER_KEY, _key_pem(key), private=True)
+    write_atomic(state_dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def device_certificate(
