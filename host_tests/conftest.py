@@ -23,6 +23,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="serial port of a real board (repeat for several); default: virtual boards",
     )
     group.addoption("--board", default=None, help="board profile name, e.g. esp32s3")
+    group.addoption(
+        "--firmware",
+        default=None,
+        help="MicroPython release the virtual boards run, e.g. 1.23 or preview (default 1.28)",
+    )
     group.addoption("--wifi-ssid", default=None, help="Wi-Fi the real boards join (bench tests)")
     group.addoption("--wifi-password", default=None, help="its password")
     group.addoption(

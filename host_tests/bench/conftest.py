@@ -20,6 +20,7 @@ import pytest
 from rmbench import BUILD_DIR
 from rmbench.board import Board, SerialBoard, VirtualBoard
 from rmbench.profiles import get_profile
+from rmbench.releases import DEFAULT_RELEASE, get_release
 from rmbench.service.harness import RunningService, running_service
 
 from .helpers import BenchSetup
@@ -36,6 +37,14 @@ def _virtual_capabilities(profile: str) -> frozenset[str]:
     if p.efuse_unique_id is not None:
         caps.add("efuse_unique_id")
     return frozenset(caps)
+
+
+def _firmware(request: pytest.FixtureRequest, profile: str) -> str:
+    # The release virtual boards run (--firmware); a profile that release lacks is skipped.
+    release = get_release(request.config.getoption("--firmware") or DEFAULT_RELEASE)
+    if not release.at_least(get_profile(profile).first_release):
+        pytest.skip(f"MicroPython v{release.release} has no firmware for {profile}")
+    return release.name
 
 
 def _wanted_profile(request: pytest.FixtureRequest) -> str:
@@ -149,7 +158,9 @@ def board(
             b = SerialBoard(ports[0], get_profile(profile))
         else:
             root = tmp_path_factory.getbasetemp() / "vboards"
-            b = VirtualBoard.start(profile, name=f"bench-{profile}", root=root)
+            b = VirtualBoard.start(
+                profile, name=f"bench-{profile}", root=root, firmware=_firmware(request, profile)
+            )
         _board_pool[key] = b
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     b.log = LOG_DIR / (re.sub(r"[^\w.-]+", "_", request.node.name) + ".log")
@@ -171,7 +182,11 @@ def boards(
             made = [SerialBoard(p, get_profile(profile)) for p in ports]
         else:
             root = tmp_path_factory.mktemp("vboards-multi")
-            made = [VirtualBoard.start(profile, name=f"multi-{i}", root=root) for i in (1, 2)]
+            release = _firmware(request, profile)
+            made = [
+                VirtualBoard.start(profile, name=f"multi-{i}", root=root, firmware=release)
+                for i in (1, 2)
+            ]
         yield made
     finally:
         for b in made:

@@ -67,9 +67,9 @@ def test_start_prints_a_pty_that_list_shows(state: Path, port: str) -> None:
     assert port.startswith("/dev/pts/")
     assert os.major(os.stat(port).st_rdev) == 136  # a real pty, as mpremote checks
     listing = rmbench("vboard", "list", "--state-dir", str(state)).stdout.splitlines()
-    assert listing[0].split() == ["NAME", "BOARD", "STATE", "PORT", "MAC", "BOOTS"]
-    name, board, on, pty_path, mac = listing[1].split()[:5]
-    assert (name, board, on, pty_path) == ("cli", "esp32s3", "on", port)
+    assert listing[0].split() == ["NAME", "BOARD", "FIRMWARE", "STATE", "PORT", "MAC", "BOOTS"]
+    name, board, firmware, on, pty_path, mac = listing[1].split()[:6]
+    assert (name, board, firmware, on, pty_path) == ("cli", "esp32s3", "1.28", "on", port)
     assert len(mac) == 12
 
 
@@ -78,7 +78,7 @@ def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> N
     assert mpremote(port, "exec", "print('a'); print('b')") == b"a\r\nb\r\n"
     assert mpremote(port, "eval", "6 * 7") == b"42\r\n"
     machine = mpremote(port, "exec", "import os; print(os.uname().machine)")
-    assert machine == b"Generic ESP32S3 module with ESP32-S3\r\n"
+    assert machine == b"Generic ESP32S3 module with ESP32S3\r\n"  # v1.28.0: no hyphen
     local = tmp_path / "data.bin"
     local.write_bytes(bytes(range(256)) * 5)
     mpremote(port, "fs", "cp", str(local), ":data.bin")
@@ -90,7 +90,7 @@ def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> N
     assert "_board" not in listing and "_sim" not in listing  # the simulation stays hidden
     script = tmp_path / "script.py"
     script.write_text("import sys\nprint(sys.platform, sys.implementation.name)\n")
-    assert mpremote(port, "run", str(script)) == b"linux micropython\r\n"
+    assert mpremote(port, "run", str(script)) == b"esp32 micropython\r\n"
     mpremote(port, "fs", "rm", ":data.bin")
 
 
@@ -126,7 +126,10 @@ def test_friendly_repl_ctrl_d_soft_reboots_and_runs_main(port: str) -> None:
         ser.write(b"\x03")  # stop main.py again
         seen = _read_until(ser, b">>> ")
         assert b"KeyboardInterrupt" in seen
-        assert b"Generic ESP32S3 module with ESP32-S3\r\n" in seen  # the board's banner
+        # the board's banner, as v1.28.0 prints it
+        assert (
+            b"MicroPython v1.28.0 on 2026-04-06; Generic ESP32S3 module with ESP32S3\r\n" in seen
+        )
 
 
 def test_mpremote_repl_in_a_terminal(port: str) -> None:
@@ -222,3 +225,95 @@ def _read_fd_until(fd: int, ending: bytes, timeout: float = 10) -> bytes:
         if ready:
             data += os.read(fd, 1024)
     return data
+
+
+# What `--firmware` makes the board report: sys.implementation (py/modsys.c of each release:
+# _build from v1.25.0, _thread from v1.26.0; _mpy 6.3 with the chip's native architecture,
+# none for RISC-V before v1.24), os.uname() and the REPL banner.
+FIRMWARE_CASES = [
+    (
+        "esp32c3",
+        "1.23",
+        "(name='micropython', version=(1, 23, 0, ''), _machine='ESP32C3 module with ESP32C3', "
+        "_mpy=774)",
+        "MicroPython v1.23.0 on 2024-05-31; ESP32C3 module with ESP32C3",
+    ),
+    (
+        "esp32s3",
+        "1.25",
+        "(name='micropython', version=(1, 25, 0, ''), "
+        "_machine='Generic ESP32S3 module with ESP32S3', _mpy=11014, _build='ESP32_GENERIC_S3')",
+        "MicroPython v1.25.0 on 2025-04-16; Generic ESP32S3 module with ESP32S3",
+    ),
+    (
+        "esp32c6",
+        "preview",
+        "(name='micropython', version=(1, 29, 0, 'preview'), "
+        "_machine='ESP32C6 module with ESP32-C6', _mpy=12038, _build='ESP32_GENERIC_C6', "
+        "_thread='GIL')",
+        "MicroPython v1.29.0-preview.731.g1c3c201149 on 2026-08-19; ESP32C6 module with ESP32-C6",
+    ),
+]
+
+
+@pytest.mark.parametrize(("board", "release", "implementation", "banner"), FIRMWARE_CASES)
+def test_firmware_release_as_stock_tools_see_it(
+    state: Path, board: str, release: str, implementation: str, banner: str
+) -> None:
+    name = f"fw-{board}-{release}"
+    out = rmbench(
+        "vboard",
+        "start",
+        "--board",
+        board,
+        "--firmware",
+        release,
+        "--name",
+        name,
+        "--state-dir",
+        str(state),
+    )
+    path = out.stdout.splitlines()[0]
+    try:
+        got = mpremote(
+            path, "exec", "import sys, os; print(sys.implementation); print(os.uname())"
+        )
+        impl, uname = got.decode().splitlines()
+        assert impl == implementation
+        assert uname.endswith(f"machine='{banner.split('; ')[1]}')")
+        listing = rmbench("vboard", "list", "--state-dir", str(state)).stdout
+        assert any(line.split()[:3] == [name, board, release] for line in listing.splitlines())
+        with serial.Serial(path, timeout=5) as ser:
+            ser.write(b"\x02")  # Ctrl-B: the friendly REPL prints its banner
+            seen = _read_until(ser, b">>> ")
+        assert banner.encode() + b"\r\n" in seen
+    finally:
+        rmbench("vboard", "stop", name, "--state-dir", str(state))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--board", "esp32h2"],
+            "MicroPython v1.28.0 has no firmware for esp32h2 (ESP32_GENERIC_H2): no MicroPython "
+            "release has one yet; the preview is the first",
+        ),
+        (
+            ["--board", "esp32c6", "--firmware", "1.23"],
+            "MicroPython v1.23.0 has no firmware for esp32c6 (ESP32_GENERIC_C6): the first "
+            "release with one is v1.24.1",
+        ),
+        (
+            ["--board", "esp32s3", "--firmware", "2.0"],
+            "unknown MicroPython release '2.0'; known: 1.22, 1.23, 1.24, 1.25, 1.26, 1.27, "
+            "1.28, preview",
+        ),
+    ],
+)
+def test_a_firmware_without_the_board_is_refused(
+    state: Path, args: list[str], message: str
+) -> None:
+    out = rmbench("vboard", "start", *args, "--state-dir", str(state), check=False)
+    assert out.returncode == 1
+    assert message in out.stderr

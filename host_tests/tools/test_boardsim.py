@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rmbench.board import is_idf_log
 from rmbench.boardsim import SimBoard, create_board, derive_identity, open_board
+from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter, MicroPythonError
 
 
@@ -44,7 +49,7 @@ print(json.dumps({"mac": machine.unique_id().hex(), "machine": os.uname().machin
         expected_words.append(w - (1 << 32) if w >= 1 << 31 else w)
     assert got == {
         "mac": s3.mac.lower(),
-        "machine": "Generic ESP32S3 module with ESP32-S3",
+        "machine": "Generic ESP32S3 module with ESP32S3",  # v1.28.0, the default release
         "sysname": "esp32",
         "words": expected_words,
         "listdir": True,
@@ -177,39 +182,206 @@ print("survived")
     assert s3.nvs() == {"ns": {"a": b"1"}}
 
 
-def test_wifi_joins_only_the_bench_network(s3: SimBoard, mpy: Interpreter) -> None:
-    code = """
+def wifi_board(tmp_path: Path, **kw: Any) -> SimBoard:
+    aps = [
+        {"ssid": "wpa-202", "password": "right-pass", "auth_fail_reason": 202},
+        {"ssid": "wpa-205", "password": "right-pass", "auth_fail_reason": 205},
+        {"ssid": "open-net", "password": None},
+    ]
+    return create_board(tmp_path / "w", "esp32s3", name="wifi", aps=aps, **kw)
+
+
+# Polls a station: `steps` of (ms to wait, what to do) with the status after each.
+WIFI = """
 import network, time
 w = network.WLAN(network.WLAN.IF_STA)
 out = {}
-try:
-    w.connect("rmbench", "bench-pass")
-except OSError as e:
-    out["inactive"] = str(e)
+def run(name, f):
+    try:
+        out[name] = f()
+    except OSError as e:
+        out[name] = "OSError: " + str(e)
+def watch(name, ms):
+    seen = []
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < ms:
+        st = w.status()
+        if not seen or seen[-1] != st:
+            seen.append(st)
+        time.sleep_ms(20)
+    out[name] = [seen, w.isconnected()]
+"""
+
+
+def test_wifi_station_as_network_wlan_c(tmp_path: Path, mpy: Interpreter) -> None:
+    # MicroPython v1.28.0 ports/esp32/network_wlan.c: connect() needs the station active; the
+    # driver retries forever; status() shows 201 for no AP, 202 for reasons 202 and 205, and
+    # CONNECTING for a WPA2 handshake that times out (reason 15) however long it goes on; with
+    # reconnects=0 the driver stops after one attempt and status() gives the raw reason.
+    code = (
+        WIFI
+        + """
+run("inactive", lambda: w.connect("rmbench", "bench-pass"))
 w.active(True)
-for ssid, key, name in (("rmbench", "wrong", "bad_key"), ("other", "x", "no_ap"),
-                        ("rmbench", "bench-pass", "ok")):
-    w.connect(ssid, key)
-    out[name + "_early"] = w.status()
-    time.sleep_ms(200)
-    out[name] = [w.status(), w.isconnected()]
+out["reconnects"] = w.config("reconnects")
+w.connect("rmbench", "wrong-pass"); watch("wpa2_wrong", 1500); w.disconnect()
+out["after_disconnect"] = w.status()
+w.connect("nowhere", "x"); watch("no_ap", 800); w.disconnect()
+w.connect("wpa-202", "x"); watch("auth_202", 900); w.disconnect()
+w.connect("wpa-205", "x"); watch("auth_205", 900); w.disconnect()
+w.connect("open-net"); watch("open", 300); w.disconnect()
+w.config(reconnects=0)
+w.connect("rmbench", "wrong-pass"); watch("no_reconnect", 900); w.disconnect()
+w.config(reconnects=-1)
+w.connect("rmbench", "bench-pass"); watch("ok", 300)
 out["ip"] = w.ifconfig()[0]
 out["mac"] = w.config("mac").hex()
+out["ap_mac"] = network.WLAN(network.WLAN.IF_AP).config("mac").hex()
 import ntptime
 ntptime.settime()
 print(json.dumps(out))
 """
-    assert run_json(s3, mpy, code) == {
-        "inactive": "Wifi Not Started",
-        "bad_key_early": 1001,
-        "bad_key": [202, False],
-        "no_ap_early": 1001,
-        "no_ap": [201, False],
-        "ok_early": 1001,
-        "ok": [1010, True],
+    )
+    board = wifi_board(tmp_path)
+    got = run_json(board, mpy, code)
+    ap_mac = board.mac[:10] + f"{(int(board.mac[10:], 16) + 1) & 0xFF:02X}"
+    assert got == {
+        "inactive": "OSError: Wifi Not Started",
+        "reconnects": -1,  # the default: retry forever
+        "wpa2_wrong": [[1001], False],  # never 202: reason 15 has no status of its own
+        "after_disconnect": 1000,
+        "no_ap": [[1000, 201], False],  # disconnect()'s reason 8 (IDLE) until the scan fails
+        "auth_202": [[1000, 202], False],
+        "auth_205": [[1000, 202], False],
+        "open": [[1000, 1010], True],
+        "no_reconnect": [[1000, 15], False],  # reconnects=0: one attempt, then the raw reason
+        # the driver had stopped: disconnect() left the reason (15), so CONNECTING, then joined
+        "ok": [[1001, 1010], True],
         "ip": "127.0.0.1",
-        "mac": s3.mac.lower(),
+        "mac": board.mac.lower(),
+        "ap_mac": ap_mac.lower(),
     }
+
+
+def test_wifi_reason_is_sticky_and_overlaps_are_refused(tmp_path: Path, mpy: Interpreter) -> None:
+    # One missed scan (201) before the join: the reason shows until GOT_IP clears it. While an
+    # attempt is under way connect() is refused and scan() finds nothing; after disconnect()
+    # it finds the networks in range.
+    code = (
+        WIFI
+        + """
+w.active(True)
+w.connect("rmbench", "bench-pass"); watch("transient", 700)
+w.disconnect()
+w.connect("rmbench", "wrong-pass")
+run("connect_again", lambda: w.connect("rmbench", "bench-pass"))
+run("connect_no_args", lambda: w.connect())
+out["scan_connecting"] = w.scan()
+w.disconnect()
+out["scan_idle"] = sorted(ap[0].decode() for ap in w.scan())
+w.active(False)
+run("scan_inactive", lambda: w.scan())
+print(json.dumps(out))
+"""
+    )
+    board = wifi_board(tmp_path)
+    data = json.loads((board.directory / "board.json").read_text())
+    data["wifi_faults"] = {"no_ap_attempts": 1}
+    (board.directory / "board.json").write_text(json.dumps(data))
+    got = run_json(board, mpy, code)
+    assert got == {
+        "transient": [[1001, 201, 1010], True],
+        "connect_again": "OSError: Wifi Internal State Error",
+        "connect_no_args": "OSError: Wifi Internal Error",
+        "scan_connecting": [],
+        "scan_idle": ["open-net", "rmbench", "wpa-202", "wpa-205"],
+        "scan_inactive": "OSError: STA must be active",
+    }
+
+
+def test_wlan_if_sta_arrived_in_1_23(tmp_path: Path, mpy: Interpreter) -> None:
+    code = "import network\nprint(json.dumps([hasattr(network.WLAN, 'IF_STA'), network.STA_IF]))"
+    for release, has in (("1.22", False), ("1.23", True), ("preview", True)):
+        board = create_board(tmp_path / release, "esp32s3", name="r", firmware=release)
+        assert run_json(board, mpy, code) == [has, 0], release
+
+
+def test_uname_per_release(tmp_path: Path, mpy: Interpreter) -> None:
+    code = "import os\nu = os.uname()\nprint(json.dumps([u.release, u.version, u.machine]))"
+    expected = {
+        "1.23": ["1.23.0", "v1.23.0 on 2024-05-31", "ESP32C3 module with ESP32C3"],
+        "1.28": ["1.28.0", "v1.28.0 on 2026-04-06", "ESP32C3 module with ESP32C3"],
+        "preview": [
+            "1.29.0-preview",
+            "v1.29.0-preview.731.g1c3c201149 on 2026-08-19",
+            "ESP32C3 module with ESP32-C3",
+        ],
+    }
+    for release, want in expected.items():
+        board = create_board(tmp_path / release, "esp32c3", name="r", firmware=release)
+        assert run_json(board, mpy, code) == want, release
+
+
+def test_a_release_without_the_board_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as info:
+        create_board(tmp_path / "c6", "esp32c6", name="c6", firmware="1.23")
+    assert str(info.value) == (
+        "MicroPython v1.23.0 has no firmware for esp32c6 (ESP32_GENERIC_C6): "
+        "the first release with one is v1.24.1"
+    )
+    with pytest.raises(UsageError) as info:
+        create_board(tmp_path / "h2", "esp32h2", name="h2", firmware="1.28")
+    assert "no MicroPython release has one yet; the preview is the first" in str(info.value)
+    assert create_board(tmp_path / "c2", "esp32c2", name="c2", firmware="1.26").firmware == "1.26"
+
+
+def test_ntptime_failures_as_the_frozen_module_raises(tmp_path: Path, mpy: Interpreter) -> None:
+    code = (
+        WIFI
+        + """
+w.active(True); w.connect("rmbench", "bench-pass"); time.sleep_ms(200)
+import ntptime
+try:
+    ntptime.settime()
+    out["got"] = "synced"
+except Exception as e:
+    out["got"] = type(e).__name__ + ": " + str(e)
+print(json.dumps(out))
+"""
+    )
+    board = wifi_board(tmp_path)
+    expected = {
+        "timeout": "OSError: [Errno 110] ETIMEDOUT",
+        "no-address": "IndexError: list index out of range",
+        "short-reply": "ValueError: buffer too small",
+        "epoch": "Exception: Unsupported epoch",
+    }
+    data = json.loads((board.directory / "board.json").read_text())
+    for fault, want in expected.items():
+        data["ntp_fault"] = fault
+        (board.directory / "board.json").write_text(json.dumps(data))
+        assert run_json(board, mpy, code) == {"got": want}, fault
+
+
+def test_esp32_getaddrinfo_gives_no_ipv6_address(s3: SimBoard, mpy: Interpreter) -> None:
+    code = """
+import socket
+v4 = socket.getaddrinfo("127.0.0.1", 80)[0]
+v6 = socket.getaddrinfo("::1", 80)[0]
+print(json.dumps([v4[0], v4[-1] is not None, v6[0], v6[-1]]))
+"""
+    assert run_json(s3, mpy, code) == [socket.AF_INET, True, 10, None]
+
+
+def test_idf_log_lines_on_demand(tmp_path: Path, mpy: Interpreter) -> None:
+    board = wifi_board(tmp_path)
+    data = json.loads((board.directory / "board.json").read_text())
+    data["idf_log"] = True
+    (board.directory / "board.json").write_text(json.dumps(data))
+    out = board.run(mpy, WIFI + 'w.active(True); w.connect("nowhere"); watch("x", 400)')
+    lines = out.splitlines()
+    assert lines and all(is_idf_log(line) for line in lines)
+    assert re.fullmatch(r"E \(\d+\) wifi: sta disconnected, reason 201", lines[0])
 
 
 def test_board_without_wifi_has_no_wlan(tmp_path: Path, mpy: Interpreter) -> None:

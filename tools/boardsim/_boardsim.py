@@ -25,6 +25,13 @@ def board():
         return json.load(f)
 
 
+def firmware():
+    # What the simulated MicroPython release reports (board.json "firmware", written by the
+    # host from rmbench.releases): name, release, version, git_tag, date, mpy, build, thread,
+    # if_sta.
+    return board().get("firmware") or {}
+
+
 def power_cut():
     # Pull the plug: the interpreter dies at once (SIGKILL), no finally blocks, no flushes, so
     # anything not yet committed is lost, as on a real board.
@@ -50,6 +57,16 @@ def count_nvs_mutation():
     spec = os.getenv("RMBENCH_POWER_CUT")
     if spec and spec.startswith("nvs:") and _mutations == int(spec[4:]):
         power_cut()
+
+
+def idf_log(tag, text):
+    # An ESP-IDF error log line, "E (<ms since boot>) <tag>: <text>", when board.json says
+    # "idf_log": esp.osdebug(None) leaves the level at ERROR (ports/esp32/modesp.c), so such
+    # lines appear between the firmware's own on a board's console.
+    if board().get("idf_log"):
+        import time
+
+        print("E (%d) %s: %s" % (time.ticks_ms(), tag, text))
 
 
 def now_ms():

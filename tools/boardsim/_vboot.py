@@ -111,6 +111,10 @@ def _mount():
     # they are found wherever they sit on the path.
     sys.path[:] = ["", ".frozen", "/lib", "/_sim"]
     sys.argv[:] = []
+    # sys as the board's release reports it (see _sys): `import sys` finds it from now on.
+    import _sys
+
+    sys.modules["sys"] = _sys
 
 
 def _print_exception(e):

@@ -20,11 +20,14 @@ def __getattr__(name):
 
 
 class _Uname:
-    def __init__(self, machine):
+    # extmod/modos.c (v1.23.0-v1.28.0): sysname and nodename MICROPY_PY_SYS_PLATFORM, release
+    # MICROPY_VERSION_STRING, version "<git tag> on <build date>", machine "<board> with <MCU>";
+    # the release's values come from board.json "firmware".
+    def __init__(self, machine, fw):
         self.sysname = "esp32"
         self.nodename = "esp32"
-        self.release = "1.28.0"
-        self.version = "v1.28.0 on 2026-04-06 (boardsim)"
+        self.release = fw.get("release", "1.28.0")
+        self.version = "%s on %s" % (fw.get("git_tag", "v1.28.0"), fw.get("date", "2026-04-06"))
         self.machine = machine
 
     def __getitem__(self, i):
@@ -40,4 +43,4 @@ class _Uname:
 
 
 def uname():
-    return _Uname(_boardsim.board()["machine"])
+    return _Uname(_boardsim.board()["machine"], _boardsim.firmware())

@@ -4,10 +4,12 @@ tools/boardsim/ holds MicroPython modules (esp32, machine, os, network, ntptime,
 in for a board's when device code runs on the Unix port. They read the board from the directory
 named by RMBENCH_BOARD_DIR:
 
-- board.json  what the board is: profile name, os.uname().machine, base MAC, the 16-byte
-              OPTIONAL_UNIQUE_ID and its eFuse address, the bench Wi-Fi it can join;
+- board.json  what the board is: profile name, the MicroPython release it runs and what that
+              reports (os.uname(), sys.implementation), base MAC, the 16-byte
+              OPTIONAL_UNIQUE_ID and its eFuse address, the access points in range, its LED;
 - nvs.json    committed NVS contents (esp32.NVS writes stay in RAM until commit());
-- pins.log    every pin level change, "<epoch ms> <pin> <level>" per line.
+- pins.log    every pin level change, "<epoch ms> <pin> <level>" per line, and what
+              machine.bitstream sent to an addressable LED, "<epoch ms> <pin> bits <hex>".
 
 Set RMBENCH_POWER_CUT="nvs:N" to cut the power instead of performing the N-th NVS mutation;
 device code can also call `_boardsim.power_cut()`. Both kill the interpreter at once.
@@ -25,6 +27,7 @@ from typing import Any
 from rmbench import REPO_ROOT
 from rmbench.micropython import Interpreter
 from rmbench.profiles import BoardProfile, get_profile
+from rmbench.releases import DEFAULT_RELEASE, Release, get_release
 
 SIM_DIR = REPO_ROOT / "tools" / "boardsim"
 DEFAULT_WIFI = ("rmbench", "bench-pass")
@@ -50,6 +53,7 @@ class SimBoard:
     mac: str
     unique_id: bytes
     wifi: tuple[str, str] | None
+    firmware: str = DEFAULT_RELEASE  # the MicroPython release it runs (rmbench.releases)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point tools/boardsim at this board."""
@@ -58,6 +62,16 @@ class SimBoard:
     def path(self) -> list[Path]:
         """Directories to put first on MICROPYPATH (before lib/)."""
         return [SIM_DIR]
+
+    def update(self, **fields: Any) -> None:
+        """Change board.json (the doubles read it at each use): e.g. `aps`, `wifi_faults`,
+        `ntp_fault`, `idf_log` (see tools/boardsim)."""
+        path = self.directory / "board.json"
+        data = json.loads(path.read_text())
+        data.update(fields)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
 
     def nvs(self) -> dict[str, dict[str, bytes | int]]:
         """Committed NVS contents: namespace -> key -> bytes (blob) or int (i32)."""
@@ -74,14 +88,37 @@ class SimBoard:
         return out
 
     def pin_log(self) -> list[tuple[int, str, int]]:
-        """Every recorded pin change: (epoch ms, pin, level)."""
+        """Every recorded pin change: (epoch ms, pin, level).
+
+        An addressable LED's write counts as level 1 when any colour is lit, else 0 (its
+        colours: `led_colors`).
+        """
+        return [
+            (ms, pin, int(any(data)) if isinstance(data, bytes) else data)
+            for ms, pin, data in self._pin_rows()
+        ]
+
+    def led_colors(self, pin: str | int) -> list[tuple[int, tuple[int, int, int]]]:
+        """(epoch ms, (r, g, b)) of every write to the WS2812 LED on `pin` (first pixel)."""
+        return [
+            (ms, (data[1], data[0], data[2]))
+            for ms, p, data in self._pin_rows()
+            if p == str(pin) and isinstance(data, bytes)
+        ]
+
+    def _pin_rows(self) -> list[tuple[int, str, int | bytes]]:
+        # pins.log: "<ms> <pin> <level>" for a GPIO, "<ms> <pin> bits <hex>" for what
+        # machine.bitstream sent (a WS2812 pixel is G, R, B).
         path = self.directory / "pins.log"
         if not path.exists():
             return []
-        rows = []
+        rows: list[tuple[int, str, int | bytes]] = []
         for line in path.read_text().splitlines():
-            ms, pin, level = line.split()
-            rows.append((int(ms), pin, int(level)))
+            parts = line.split()
+            if parts[2] == "bits":
+                rows.append((int(parts[0]), parts[1], bytes.fromhex(parts[3])))
+            else:
+                rows.append((int(parts[0]), parts[1], int(parts[2])))
         return rows
 
     def run(
@@ -105,6 +142,22 @@ class SimBoard:
         )
 
 
+def firmware_facts(profile: BoardProfile, release: Release) -> dict[str, Any]:
+    """board.json "firmware": what `release` reports on `profile`'s board (see releases)."""
+    return {
+        "name": release.name,
+        "release": release.release,
+        "git_tag": release.git_tag,
+        "date": release.date,
+        "version": list(release.version),
+        "mpy": release.mpy(profile.mpy_arch),
+        # sys.implementation._build arrived in v1.25.0, _thread in v1.26.0 (py/modsys.c).
+        "build": profile.micropython_board if release.at_least("1.25") else None,
+        "thread": "GIL" if release.at_least("1.26") else None,
+        "if_sta": release.at_least("1.23"),
+    }
+
+
 def create_board(
     directory: Path,
     profile: BoardProfile | str,
@@ -113,12 +166,29 @@ def create_board(
     mac: str | None = None,
     unique_id: bytes | None = None,
     wifi: tuple[str, str] | None = DEFAULT_WIFI,
+    aps: Sequence[dict[str, Any]] = (),
+    firmware: str | Release | None = None,
 ) -> SimBoard:
     """Create (or re-describe) a board state directory; existing NVS contents are kept.
 
+    Args:
+        wifi: the bench access point (SSID, password) the board's config names, or None.
+        aps: more access points in range (dicts as tools/boardsim/network.py reads them:
+            ssid, password, rssi, channel, auth_fail_reason).
+        firmware: the MicroPython release the board runs (default: the profile's default,
+            1.28 where it has the board).
     A profile without Wi-Fi (the H2 build) gets no WLAN regardless of `wifi`.
+    Raises:
+        ValueError: a bad MAC or unique id.
+        UsageError: the release has no firmware for this board.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    release = (
+        get_release(firmware or prof.default_release())
+        if not isinstance(firmware, Release)
+        else firmware
+    )
+    machine = prof.machine_for(release)
     default_mac, default_uid = derive_identity(name)
     mac = (mac or default_mac).replace(":", "").upper()
     if len(mac) != 12 or any(c not in "0123456789ABCDEF" for c in mac):
@@ -128,19 +198,24 @@ def create_board(
         raise ValueError(f"unique id must be 16 bytes, got {len(unique_id)}")
     if not prof.wifi:
         wifi = None
+    access_points = [] if wifi is None else [{"ssid": wifi[0], "password": wifi[1]}]
+    access_points += [dict(ap) for ap in aps if prof.wifi]
     directory.mkdir(parents=True, exist_ok=True)
     board = {
         "name": name,
         "board": prof.name,
-        "machine": prof.machine,
+        "machine": machine,
+        "firmware": firmware_facts(prof, release),
         "mac": mac,
         "unique_id": unique_id.hex(),
         "efuse_addr": prof.efuse_unique_id,
+        "wlan": prof.wifi,
         "wifi": None if wifi is None else {"ssid": wifi[0], "password": wifi[1]},
-        "led_pin": prof.led_pin,
+        "aps": access_points,
+        "led": None if prof.led is None else {"kind": prof.led.kind, "pin": prof.led.pin},
     }
     (directory / "board.json").write_text(json.dumps(board, indent=2) + "\n")
-    return SimBoard(directory, prof, name, mac, unique_id, wifi)
+    return SimBoard(directory, prof, name, mac, unique_id, wifi, release.name)
 
 
 def open_board(directory: Path) -> SimBoard:
@@ -154,4 +229,5 @@ def open_board(directory: Path) -> SimBoard:
         data["mac"],
         bytes.fromhex(data["unique_id"]),
         None if wifi is None else (wifi["ssid"], wifi["password"]),
+        (data.get("firmware") or {}).get("name", DEFAULT_RELEASE),
     )

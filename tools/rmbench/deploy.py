@@ -24,6 +24,8 @@ from typing import Any
 from rmbench import BUILD_DIR, FIRMWARE_DIR, LIB_DIR
 from rmbench.board import Board
 from rmbench.errors import BenchError, BoardError, DeviceError, UsageError
+from rmbench.profiles import check_machine
+from rmbench.releases import check_supported
 
 CONFIG_PATH = "/rmclaim.json"
 PACKAGE = "rmclaim"
@@ -251,6 +253,12 @@ def local_service(state_dir: Path) -> tuple[str, str]:
     return str(info["url"]), ca_pem
 
 
+# Read on the board: .mpy version, MicroPython version and machine string (one round trip).
+_IDENTIFY = (
+    "(lambda s, o: (s.implementation._mpy, s.implementation.version, o.uname().machine))"
+    "(__import__('sys'), __import__('os'))"
+)
+
 # Runs on the board: SHA-256 (hex) of each listed file that exists, and the names in /lib/rmclaim.
 _REMOTE_STATE = """
 import os, hashlib, binascii
@@ -299,12 +307,13 @@ def deploy(
     Returns:
         DeployResult: every file with what was done to it, the .mpy version, the time taken.
     Raises:
-        UsageError: the board's .mpy version cannot be targeted.
+        UsageError: the board's firmware is older than v1.23 (nothing is written), is not the
+            profile's chip, or its .mpy version cannot be targeted.
         BoardError, DeviceError: the board could not be driven or refused a write.
     """
     t0 = time.monotonic()
     try:
-        sys_mpy = int(board.eval("__import__('sys').implementation._mpy"))
+        sys_mpy, release, machine = board.eval(_IDENTIFY)
     except DeviceError as e:
         raise UsageError(
             "the board does not report sys.implementation._mpy (MicroPython older than 1.19?)",
@@ -312,7 +321,10 @@ def deploy(
             port=board.port,
             step="mpy version",
         ) from e
-    version = mpy_version_of(sys_mpy)
+    # Before anything is written: the firmware must be new enough, and the chip the profile's.
+    check_supported(tuple(release), board=board.name)
+    check_machine(board.profile, str(machine), board=board.name)
+    version = mpy_version_of(int(sys_mpy))
     files = bundle(
         version, config=config, lib_dir=lib_dir, firmware_dir=firmware_dir, progress=progress
     )

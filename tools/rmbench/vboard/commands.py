@@ -10,6 +10,7 @@ from rmbench import vboard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.errors import UsageError
 from rmbench.profiles import get_profile
+from rmbench.releases import DEFAULT_RELEASE, get_release, release_names
 
 
 def _state_dir(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,13 @@ def _state_dir(p: argparse.ArgumentParser) -> None:
 def args_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, help="board profile, e.g. esp32s3 (rmbench boards)")
     p.add_argument("--name", help="board name (default <board>-N); keys its identity and files")
+    p.add_argument(
+        "--firmware",
+        default=DEFAULT_RELEASE,
+        metavar="VERSION",
+        help=f"the MicroPython release it runs: {', '.join(release_names())} "
+        f"(default {DEFAULT_RELEASE}; 1.22, unsupported, to try refusals)",
+    )
     p.add_argument("--heap", help="GC heap size, e.g. 110K (default: the profile's)")
     p.add_argument("--mac", help="base MAC, 12 hex digits (default: derived from the name)")
     p.add_argument("--unique-id", help="eFuse unique id, 32 hex digits (default: from the name)")
@@ -48,13 +56,15 @@ def do_start(args: argparse.Namespace) -> int:
         name=args.name,
         root=args.state_dir,
         heap=args.heap,
+        firmware=get_release(args.firmware),
         mac=args.mac,
         unique_id=unique_id,
         wifi=(args.wifi_ssid, args.wifi_password),
     )
     print(info.pty)
     print(
-        f"{info.name}: virtual {info.board} (MAC {info.mac}) on {info.pty}; "
+        f"{info.name}: virtual {info.board} (MicroPython v{get_release(info.firmware).release}, "
+        f"MAC {info.mac}) on {info.pty}; "
         f"files in {info.fs_dir}; stop with: rmbench vboard stop {info.name}",
         file=sys.stderr,
     )
@@ -97,9 +107,12 @@ def do_list(args: argparse.Namespace) -> int:
     if not boards:
         print(f"no virtual boards in {vboard.state_root(args.state_dir)}")
         return 0
-    print(f"{'NAME':16} {'BOARD':9} {'STATE':8} {'PORT':12} {'MAC':12} BOOTS")
+    print(f"{'NAME':16} {'BOARD':9} {'FIRMWARE':9} {'STATE':8} {'PORT':12} {'MAC':12} BOOTS")
     for b in boards:
-        print(f"{b.name:16} {b.board:9} {b.state:8} {b.pty or '-':12} {b.mac:12} {b.boots}")
+        print(
+            f"{b.name:16} {b.board:9} {b.firmware:9} {b.state:8} {b.pty or '-':12} "
+            f"{b.mac:12} {b.boots}"
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ from rmbench import BUILD_DIR
 from rmbench.boardsim import DEFAULT_WIFI, SimBoard, create_board, open_board
 from rmbench.errors import BoardError, UsageError
 from rmbench.profiles import BoardProfile, get_profile
+from rmbench.releases import Release
 from rmbench.vboard.supervisor import (
     CONSOLE_LOG,
     FS_DIR,
@@ -51,6 +52,7 @@ class VBoardInfo:
     boots: int
     last_reset: str
     mac: str
+    firmware: str  # the MicroPython release it runs ("1.28", "preview")
 
     @property
     def running(self) -> bool:
@@ -118,12 +120,31 @@ def _read_info(directory: Path) -> VBoardInfo | None:
         boots=int(data["boots"]),
         last_reset=data["last_reset"],
         mac=data["mac"],
+        firmware=data.get("firmware", sim_firmware(directory)),
     )
+
+
+def sim_firmware(directory: Path) -> str:
+    """The release a board's state directory says it runs."""
+    try:
+        return open_board(directory).firmware
+    except (OSError, ValueError, KeyError):
+        return "?"
 
 
 def _stopped_info(sim: SimBoard) -> VBoardInfo:
     return VBoardInfo(
-        sim.name, sim.profile.name, sim.directory, "", 0, "stopped", "off", 0, "", sim.mac
+        sim.name,
+        sim.profile.name,
+        sim.directory,
+        "",
+        0,
+        "stopped",
+        "off",
+        0,
+        "",
+        sim.mac,
+        sim.firmware,
     )
 
 
@@ -149,6 +170,7 @@ def start(
     wifi: tuple[str, str] | None = DEFAULT_WIFI,
     files: dict[str, bytes] | None = None,
     detach: bool = True,
+    firmware: Release | str | None = None,
 ) -> VBoardInfo:
     """Start a virtual board in the background; returns once it is powered on.
 
@@ -160,6 +182,8 @@ def start(
         heap: GC heap size (default: the profile's gc_heap).
         mac, unique_id, wifi: identity and the bench Wi-Fi it can join (see rmbench.boardsim).
         files: files to put on the board's filesystem before it boots ({"/main.py": b"..."}).
+        firmware: the MicroPython release it runs (default: the profile's default, 1.28 where
+            that release has the board); its os.uname(), sys.implementation and banner.
         detach: keep running after this process ends (`rmbench vboard start`); False ties the
             board to this process, so a crash or kill of it stops the board too.
     Returns:
@@ -188,9 +212,19 @@ def start(
             hint=f"stop it first: rmbench vboard stop {name}",
         )
     try:
-        create_board(directory, prof, name=name, mac=mac, unique_id=unique_id, wifi=wifi)
+        create_board(
+            directory,
+            prof,
+            name=name,
+            mac=mac,
+            unique_id=unique_id,
+            wifi=wifi,
+            firmware=firmware,
+        )
     except ValueError as e:
         raise UsageError(str(e), board=name) from e
+    except UsageError as e:
+        raise e.with_context(board=name, step="start") from None
     fs = directory / FS_DIR
     fs.mkdir(exist_ok=True)
     for path, data in (files or {}).items():

@@ -43,6 +43,7 @@ from typing import Any
 
 from rmbench.boardsim import SIM_DIR, open_board
 from rmbench.micropython import compile_package, find_micropython
+from rmbench.releases import get_release
 from rmbench.vboard.relay import RAW_BANNER, OutputFilter
 
 STATE_FILE = "vboard.json"
@@ -61,8 +62,9 @@ _SIGINT_REPLAY_S = 2.0
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
-# The REPL banner names the machine, as the board's does ("...; Generic ESP32S3 module with ...").
-_BANNER_MACHINE = re.compile(rb"(MicroPython [^\r\n;]*; )linux \[[^\]\r\n]*\] version")
+# The Unix port's REPL banner, replaced by the one the board's release prints
+# ("MicroPython v1.28.0 on 2026-04-06; Generic ESP32S3 module with ESP32S3").
+_BANNER = re.compile(rb"MicroPython [^\r\n;]*; linux \[[^\]\r\n]*\] version")
 _RST_SOFTWARE = b"rst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 
 
@@ -140,6 +142,8 @@ class Supervisor:
     def __init__(self, board_dir: Path, heap: str) -> None:
         self.dir = board_dir.resolve()
         self.sim = open_board(self.dir)
+        machine = self.sim.profile.machine_for(self.sim.firmware)
+        self.banner = get_release(self.sim.firmware).banner(machine).encode()
         self.heap = heap
         self.fs_dir = self.dir / FS_DIR
         self.fs_dir.mkdir(exist_ok=True)
@@ -226,6 +230,7 @@ class Supervisor:
             "last_reset": self.last_reset,
             "board_pid": self.proc.pid if self.proc else None,
             "mac": self.sim.mac,
+            "firmware": self.sim.firmware,
         }
         path = self.dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
@@ -435,8 +440,7 @@ class Supervisor:
         if at >= 0 and b"\n" not in out[at:] and len(out) - at < 200:
             out, self.banner_carry = out[:at], out[at:]
         if b"MicroPython " in out:
-            machine = self.sim.profile.machine.encode()
-            out = _BANNER_MACHINE.sub(lambda m: m.group(1) + machine, out)
+            out = _BANNER.sub(lambda m: self.banner, out)
         return out
 
     def _on_marker(self, event: str) -> None:
