@@ -10,11 +10,14 @@
 # check, store), backoff, claimed (the last line: node_id, stored, attempts, ms since boot),
 # app. An error line names its class, the one the status LED shows.
 #
-# Status LED (the board's LED pin, below): connecting = slow blink (500 ms on, 500 ms off)
-# while Wi-Fi associates and the clock syncs; claiming = steady on; claimed = 200 ms dark,
-# three short flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart)
-# between 800 ms of dark, repeated while waiting to retry: no-wifi 2, unreachable 3,
-# rejected 4, quota 5, config 6, device 7.
+# Status LED: the config's status_led ("rgb:PIN" an addressable WS2812 driven with the frozen
+# neopixel module, "gpio:PIN" a plain LED, "none"), else the chip's DevKit LED (rmclaim.chip's
+# table, from boards/*.toml). Patterns: connecting = slow blink (500 ms on, 500 ms off) while
+# Wi-Fi associates and the clock syncs; claiming = steady on; claimed = 200 ms dark, three short
+# flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart) between 800 ms
+# of dark, repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4, quota 5,
+# config 6, device 7. An RGB LED shows them in the state's colour: connecting blue, claiming
+# amber, claimed green, error red.
 #
 # A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
 # reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
@@ -26,22 +29,18 @@ import time
 from micropython import const
 
 _CONFIG = "/rmclaim.json"
-_WIFI_TIMEOUT_MS = const(15000)
-_WIFI_TRIES = const(3)
 _NTP_TRIES = const(3)
 _MIN_YEAR = const(2025)  # an RTC before this was never set: TLS would refuse every certificate
 _RETRY_AFTER_MAX = const(3600)
 
-# The LED pin per chip family (first match in os.uname().machine); as boards/*.toml.
-_LED_PINS = (
-    ("ESP32-S3", 48),
-    ("ESP32-S2", 18),
-    ("ESP32-C3", 8),
-    ("ESP32-C6", 8),
-    ("ESP32-C2", 8),
-    ("ESP32-H2", 8),
-    ("ESP32", 2),
+# An RGB status LED's colour per state (r, g, b), dim: a DevKit's WS2812 at full power dazzles.
+_COLORS = (
+    ("connecting", (0, 0, 40)),
+    ("claiming", (40, 24, 0)),
+    ("claimed", (0, 40, 0)),
+    ("error", (48, 0, 0)),
 )
+_DARK = (0, 0, 0)
 _FLASHES = (
     ("no-wifi", 2),
     ("unreachable", 3),
@@ -65,13 +64,8 @@ _CLASSES = (
     ("ConfigError", "config"),
     ("UnsupportedChip", "config"),
 )
-_WIFI_FAIL = (
-    (200, "beacon timeout"),
-    (201, "no AP found"),
-    (202, "wrong password"),
-    (203, "association failed"),
-    (204, "handshake timeout"),
-)
+_STAT_WRONG_PASSWORD = const(202)  # network.STAT_WRONG_PASSWORD: reason 202 or 205
+_STAT_NO_AP_FOUND = const(201)  # and 210-212: no AP (within the RSSI/auth thresholds)
 
 
 class Failure(Exception):
@@ -110,22 +104,61 @@ def status(step, outcome, fields=()):
     print(line)
 
 
-class LED:
-    def __init__(self):
-        import os
+def _default_led():
+    # (kind, pin) of the chip's DevKit LED, from rmclaim.chip's table ("", 0: none).
+    import os
 
+    from rmclaim import UnsupportedChip, chip
+
+    try:
+        info = chip.lookup(os.uname().machine)
+        return info.led_kind, info.led_pin
+    except UnsupportedChip:
+        return "", 0
+    finally:
+        _unload("chip")
+
+
+class LED:
+    # spec: the config's status_led ("rgb:48", "gpio:2", "none"), or None for the chip's LED.
+    def __init__(self, spec=None):
+        if spec is None:
+            kind, pin = _default_led()
+        else:
+            kind, _, pin = spec.partition(":")
+            pin = int(pin) if pin else 0
+        self.np = None
+        self.pin = None
+        self.color = _DARK
+        self.shown = None
         from machine import Pin
 
-        machine = os.uname().machine
-        self.pin = None
-        for family, number in _LED_PINS:
-            if family in machine:
-                self.pin = Pin(number, Pin.OUT, value=0)
-                break
+        if kind == "rgb":
+            import neopixel
+
+            self.np = neopixel.NeoPixel(Pin(pin), 1)
+            self.set(False)
+        elif kind == "gpio":
+            self.pin = Pin(pin, Pin.OUT, value=0)
+
+    def state(self, name):
+        # The colour the next `set(True)` shows (an RGB LED only).
+        for state, color in _COLORS:
+            if state == name:
+                self.color = color
 
     def set(self, on):
-        if self.pin is not None:
+        if self.np is not None:
+            color = self.color if on else _DARK
+            if color != self.shown:  # one write per change, as a GPIO pin changes level
+                self.np[0] = color
+                self.np.write()
+                self.shown = color
+        elif self.pin is not None:
             self.pin.value(1 if on else 0)
+
+    def off(self):
+        self.set(False)
 
     def blink(self, on_ms, off_ms):
         self.set(True)
@@ -145,6 +178,7 @@ class LED:
         # with what the LED shows before or after the wait.
         n = self.flashes(cls)
         end = time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+        self.state("error")
         self.set(False)
         time.sleep_ms(800)
         while True:
@@ -190,7 +224,13 @@ def load_config():
 
 
 def wifi(cfg, led):
-    # cfg: the config dict.
+    # cfg: the config dict. The firmware's Wi-Fi driver retries a requested connection by
+    # itself until disconnect() (ports/esp32/network_wlan.c), and status() on the way is not
+    # final: a first scan that missed the access point shows 201 before the next attempt joins,
+    # and a wrong WPA2 password usually shows only STAT_CONNECTING (its reason, a 4-way
+    # handshake timeout, has no status of its own). So: one connect(), wait to the deadline,
+    # and only then say why, from the last status and, with the station idle (a scan during an
+    # attempt returns nothing), a scan for the network.
     t0 = time.ticks_ms()
     import network
 
@@ -205,29 +245,33 @@ def wifi(cfg, led):
     ssid = cfg["wifi_ssid"]
     if not ssid:
         raise Failure("wifi", "no-wifi", "wifi: no wifi_ssid in " + _CONFIG)
-    for attempt in range(1, _WIFI_TRIES + 1):
-        wlan.connect(ssid, cfg["wifi_password"] or "")
-        start = time.ticks_ms()
-        while _ms(start) < _WIFI_TIMEOUT_MS:
-            st = wlan.status()
-            if wlan.isconnected():
-                fields = (("ms", _ms(t0)), ("ip", wlan.ifconfig()[0]), ("tries", attempt))
-                status("wifi", "ok", fields)
-                return
-            for code, text in _WIFI_FAIL:
-                if st == code:
-                    wlan.disconnect()
-                    msg = "wifi: %s joining %r (status %d)" % (text, ssid, st)
-                    raise Failure("wifi", "no-wifi", msg)
-            # Slow blink while associating: 500 ms on, 500 ms off.
-            led.set((_ms(start) // 500) % 2 == 0)
-            time.sleep_ms(50)
-        wlan.disconnect()
-    msg = "wifi: %r not joined within %d s, %d tries" % (
-        ssid,
-        _WIFI_TIMEOUT_MS // 1000,
-        _WIFI_TRIES,
-    )
+    led.state("connecting")
+    wlan.disconnect()  # whatever a soft reset left under way: connect() refuses to overlap one
+    wlan.connect(ssid, cfg["wifi_password"] or "")
+    timeout_ms = int(cfg["wifi_timeout_s"] * 1000)
+    start = time.ticks_ms()
+    st = wlan.status()
+    while _ms(start) < timeout_ms:
+        if wlan.isconnected():
+            status("wifi", "ok", (("ms", _ms(t0)), ("ip", wlan.ifconfig()[0]), ("tries", 1)))
+            return
+        st = wlan.status()
+        # Slow blink while associating: 500 ms on, 500 ms off.
+        led.set((_ms(start) // 500) % 2 == 0)
+        time.sleep_ms(50)
+    wlan.disconnect()
+    detail = "status %d after %d s" % (st, timeout_ms // 1000)
+    if st == _STAT_WRONG_PASSWORD:
+        why = "wrong password"
+    elif st == _STAT_NO_AP_FOUND or 210 <= st <= 212:
+        why = "no AP found"
+    else:
+        seen = False
+        for ap in wlan.scan():
+            seen = seen or ap[0] == ssid.encode()
+        why = "wrong password" if seen else "no AP found"
+        detail += "; the network is in range" if seen else "; no such network in range"
+    msg = "wifi: %s joining %r (%s)" % (why, ssid, detail)
     raise Failure("wifi", "no-wifi", msg)
 
 
@@ -236,13 +280,17 @@ def clock(led):
     import ntptime
 
     err = None
+    led.state("connecting")
     for attempt in range(1, _NTP_TRIES + 1):
         led.set(attempt % 2 == 1)
         try:
             ntptime.settime()
             status("time", "ok", (("ms", _ms(t0)), ("year", time.localtime()[0])))
             return
-        except OSError as e:
+        except Exception as e:
+            # Any exception is a failed sync: the frozen ntptime raises OSError, but also
+            # ValueError on a short reply, IndexError when getaddrinfo finds nothing, and
+            # Exception("Unsupported epoch") (micropython-lib ntptime 0.1.1).
             err = e
             time.sleep_ms(500)
     if time.localtime()[0] >= _MIN_YEAR:
@@ -265,6 +313,7 @@ class Reporter:
         if step == "claimed":
             self.stored = bool(info.get("stored"))
         elif outcome == "start":
+            self.led.state("claiming")
             self.led.set(True)
         elif outcome == "ok":
             status(step, "ok", (("ms", info.get("ms", 0)),))
@@ -347,6 +396,9 @@ def main():
         try:
             if cfg is None:
                 cfg = load_config()
+                if cfg["status_led"] is not None:
+                    led.off()
+                    led = LED(cfg["status_led"])
             step = "wifi"
             wifi(cfg, led)
             step = "time"
@@ -369,6 +421,7 @@ def main():
         led.error_wait(failure.cls, delay)
     done = (("node_id", creds.node_id), ("stored", stored), ("rounds", round_no), ("ms", _ms(t0)))
     led.set(False)
+    led.state("claimed")
     time.sleep_ms(200)
     for _ in range(3):
         led.blink(100, 100)

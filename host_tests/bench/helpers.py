@@ -42,6 +42,9 @@ class BenchSetup:
             "backoff_base_s": 0.2,
             "backoff_cap_s": 1,
             "timeout_s": 5,
+            # A virtual board's Wi-Fi answers within a second: no need to wait the default 15 s
+            # before saying why a join failed.
+            "wifi_timeout_s": 2 if self.board.has("virtual") else None,
         }
         cfg.update(overrides)
         return {k: v for k, v in cfg.items() if v is not None}
@@ -97,7 +100,11 @@ def check_identity(creds: dict[str, Any], node_id: str) -> x509.Certificate:
 def led_segments(board: VirtualBoard, since_ms: int) -> list[tuple[int, int]]:
     """(level, duration ms) of the status LED from `since_ms` (the last one open-ended: -1)."""
     pin = str(board.profile.led_pin)
-    rows = [(ms, level) for ms, p, level in board.pin_log() if p == pin and ms >= since_ms]
+    rows: list[tuple[int, int]] = []
+    for ms, p, level in board.pin_log():
+        # An RGB LED's change of colour is a write but no change of level: merged.
+        if p == pin and ms >= since_ms and (not rows or rows[-1][1] != level):
+            rows.append((ms, level))
     out = []
     for (ms, level), nxt in zip(rows, [*rows[1:], None], strict=True):
         out.append((level, nxt[0] - ms if nxt else -1))

@@ -59,16 +59,82 @@ def test_wrong_wifi_password_is_a_clear_error_and_the_board_stays_reachable(
     board.expect(r"step=backoff wait .*round=2\b", timeout=bench.timeout, since=since)
     lines = board.status_lines(since)
     errors = [s for s in lines if s.outcome == "error"]
-    assert errors[0].line == (
-        "rmclaim: step=wifi error class=no-wifi "
-        "msg=\"wifi: wrong password joining 'rmbench' (status 202)\""
-    )
+    # A wrong WPA2 password shows only STAT_CONNECTING (network_wlan.c): the board waits to its
+    # deadline, then finds the network in a scan, so it is the password.
+    assert errors[0].fields["msg"].startswith("wifi: wrong password joining 'rmbench' (status ")
+    if isinstance(board, VirtualBoard):
+        assert errors[0].line == (
+            'rmclaim: step=wifi error class=no-wifi msg="wifi: wrong password joining '
+            "'rmbench' (status 1001 after 2 s; the network is in range)\""
+        )
     assert [s.step for s in lines[:3]] == ["config", "wifi", "backoff"]
     if isinstance(board, VirtualBoard):
         assert _error_flashes(board, t0) == {2}  # no-wifi: two flashes between dark
     # Still retrying, and still reachable: the raw REPL stops main.py and answers.
     assert board.exec("print('still here')") == "still here\n"
     assert bench.credentials() == {}
+
+
+@pytest.mark.needs("virtual")
+@pytest.mark.parametrize(
+    ("ssid", "ap", "message"),
+    [
+        # Not in range: the firmware retries by itself, status() says 201 (no AP found).
+        ("elsewhere", None, "no AP found joining 'elsewhere' (status 201 after 2 s)"),
+        # An access point that ends a wrong password's attempts with reason 202 or 205.
+        (
+            "strict-ap",
+            {"ssid": "strict-ap", "password": "another-pass", "auth_fail_reason": 205},
+            "wrong password joining 'strict-ap' (status 202 after 2 s)",
+        ),
+    ],
+)
+def test_wifi_failures_are_told_apart(
+    bench: BenchSetup, board: VirtualBoard, ssid: str, ap: dict[str, object] | None, message: str
+) -> None:
+    board.sim.update(aps=[{"ssid": "rmbench", "password": "bench-pass"}, *([ap] if ap else [])])
+    try:
+        bench.prepare(bench.config(wifi_ssid=ssid, wifi_password="not-the-password"))
+        lines = _boot_until_retry(bench)
+        assert lines[1].step == "wifi" and lines[1].fields["class"] == "no-wifi"
+        assert lines[1].fields["msg"] == "wifi: " + message
+    finally:
+        board.sim.update(aps=[{"ssid": "rmbench", "password": "bench-pass"}])
+
+
+@pytest.mark.needs("virtual")
+@pytest.mark.needs("efuse_unique_id")
+def test_a_first_scan_that_misses_the_ap_does_not_fail_the_join(
+    bench: BenchSetup, board: VirtualBoard
+) -> None:
+    # The first attempt finds no AP (status 201) and the driver's own retry joins: the board
+    # waits for it instead of failing on the first status that is not "connecting".
+    board.sim.update(wifi_faults={"no_ap_attempts": 1})
+    try:
+        bench.prepare()
+        lines = bench.boot()
+        assert steps(lines)[:2] == ["config:ok", "wifi:ok"]
+        assert lines[1].fields["tries"] == "1"
+    finally:
+        board.sim.update(wifi_faults={})
+
+
+@pytest.mark.needs("virtual")
+@pytest.mark.needs("efuse_unique_id")
+@pytest.mark.parametrize("fault", ["short-reply", "epoch"])
+def test_any_ntptime_exception_is_a_failed_sync(
+    bench: BenchSetup, board: VirtualBoard, fault: str
+) -> None:
+    # The frozen ntptime raises ValueError on a short reply and a bare Exception for an
+    # unsupported epoch: the board takes either as a failed sync, and its RTC (set) is used.
+    board.sim.update(ntp_fault=fault)
+    try:
+        bench.prepare()
+        lines = bench.boot()
+        assert "time:skip" in steps(lines)
+        assert next(s for s in lines if s.step == "time").fields["reason"] == "ntp-failed-rtc-set"
+    finally:
+        board.sim.update(ntp_fault=None)
 
 
 def test_broken_config_file_is_a_clear_error(bench: BenchSetup, board: Board) -> None:

@@ -61,3 +61,24 @@ def test_parse_status_reads_quoted_values() -> None:
     assert line.fields == {"class": "no-wifi", "msg": "wifi: wrong \"x\" joining 'a b'"}
     assert parse_status("rmclaim step=wifi ok") is None
     assert parse_status("  rmclaim: step=key ok ms=12\r").ms == 12  # type: ignore[union-attr]
+
+
+@pytest.mark.needs("virtual")
+def test_idf_log_lines_between_status_lines_are_skipped(
+    bench: BenchSetup, board: VirtualBoard
+) -> None:
+    # esp.osdebug(None) leaves ESP-IDF logging at ERROR (ports/esp32/modesp.c): "E (ms) tag:"
+    # lines can come between the status lines. The parsers skip them; the golden lines hold.
+    board.sim.update(idf_log=True, wifi_faults={"no_ap_attempts": 2})
+    try:
+        bench.prepare()
+        since = board.reset()
+        lines = board.watch_status(since, timeout=bench.timeout)
+        output = board.output(since)
+        assert re.search(r"^E \(\d+\) wifi: sta disconnected, reason 201\r?$", output, re.M)
+        first_boot = (GOLDEN / "boot.txt").read_text().splitlines(keepends=True)[:13]
+        assert normalized(output) == "".join(first_boot)
+        assert [s.step for s in lines][:3] == ["config", "wifi", "time"]
+        assert board.exec("print('after')") == "after\n"  # exec output has no log lines
+    finally:
+        board.sim.update(idf_log=False, wifi_faults={})

@@ -5,48 +5,49 @@ from micropython import const
 from rmclaim.errors import UnsupportedChip
 
 # One row per chip family (esptool CHIP_DEFS style): callers ask for capabilities, never names.
-#   family/platform: CONFIG_IDF_TARGET, which RainMaker sends as "platform";
-#   names: what the MCU part of os.uname().machine starts with, once upper-cased with "-", "_"
-#          and spaces removed ("ESP32-C3FH4" -> "ESP32C3FH4"; ESP8684/ESP8685 are C2/C3 in
-#          another package);
-#   efuse: address of EFUSE_RD_SYS_PART1_DATA0_REG, the first of the four words of
-#          OPTIONAL_UNIQUE_ID (BLOCK2 bits 0-127, esp_efuse_table.c), = DR_REG_EFUSE_BASE + 0x5C
-#          (soc/efuse_reg.h) on every chip here; 0 where the chip cannot self-claim.
-#   S2 0x3F41A000, C3 0x60008800, S3 0x60007000 (reference/rainmaker-claiming.md section 3);
-#   C6 and H2: DR_REG_EFUSE_BASE 0x600B0800 in ESP-IDF components/soc/esp32c6/include/soc/
-#   reg_base.h and components/soc/esp32h2/register/soc/reg_base.h, with
-#   EFUSE_RD_SYS_PART1_DATA0_REG = DR_REG_EFUSE_BASE + 0x5c in each chip's soc/efuse_reg.h.
-#   self_claim: RainMaker allows unauthenticated claiming on S2, S3, C3, C6, H2 only (Kconfig
-#   ESP_RMAKER_SELF_CLAIM excludes ESP32 and C2, which lack OPTIONAL_UNIQUE_ID as a secret).
-# Order matters: the classic ESP32 row, whose name prefixes all the others, comes last.
+#   family: CONFIG_IDF_TARGET, which RainMaker sends as "platform";
+#   MCU names: what the MCU part of os.uname().machine starts with, once upper-cased with "-",
+#     "_" and spaces removed (released firmware says "ESP32S3", the preview "ESP32-S3", a
+#     third-party board "ESP32-S3-FN8": all "ESP32S3..."; ESP8684/ESP8685 are C2/C3 in another
+#     package);
+#   self-claim: RainMaker's unauthenticated claiming (Kconfig ESP_RMAKER_SELF_CLAIM: not on
+#     ESP32 and C2); the eFuse address of OPTIONAL_UNIQUE_ID, its HMAC key, or 0;
+#   the status LED of the board's DevKit: kind ("rgb" WS2812, "gpio" plain) and pin.
+# The sources of each fact are in boards/*.toml, which this table is generated from; the
+# classic ESP32 row, whose name prefixes all the others, comes last.
+# BEGIN chip table, generated from boards/*.toml by `python -m rmbench.codegen_boards`
 _CHIPS = (
-    ("esp32s2", ("ESP32S2",), True, 0x3F41A05C),
-    ("esp32s3", ("ESP32S3",), True, 0x6000705C),
-    ("esp32c2", ("ESP32C2", "ESP8684"), False, 0),
-    ("esp32c3", ("ESP32C3", "ESP8685"), True, 0x6000885C),
-    ("esp32c6", ("ESP32C6",), True, 0x600B085C),
-    ("esp32h2", ("ESP32H2",), True, 0x600B085C),
-    ("esp32", ("ESP32",), False, 0),
+    ("esp32c2", ("ESP32C2", "ESP8684"), False, 0, "rgb", 8),
+    ("esp32c3", ("ESP32C3", "ESP8685"), True, 0x6000885C, "rgb", 8),
+    ("esp32c6", ("ESP32C6",), True, 0x600B085C, "rgb", 8),
+    ("esp32h2", ("ESP32H2",), True, 0x600B085C, "rgb", 8),
+    ("esp32s2", ("ESP32S2",), True, 0x3F41A05C, "rgb", 18),
+    ("esp32s3", ("ESP32S3",), True, 0x6000705C, "rgb", 48),
+    ("esp32", ("ESP32",), False, 0, "gpio", 2),
 )
+# END chip table
 _UID_LEN = const(16)
 _MAC_LEN = const(6)
 
 
 class ChipInfo:
-    # What the claim needs to know about a chip family (one row of _CHIPS). Plain data, no
-    # methods: holding one does not keep this module loaded.
+    # What the claim and the firmware need to know about a chip family (one row of _CHIPS).
+    # Plain data, no methods: holding one does not keep this module loaded.
     family = ""
     platform = ""
     self_claim = False
     efuse_addr = 0
+    led_kind = ""
+    led_pin = 0
 
 
-def _info(family, self_claim, efuse_addr):
+def _info(row):
     info = ChipInfo()
-    info.family = family
-    info.platform = family
-    info.self_claim = self_claim
-    info.efuse_addr = efuse_addr
+    info.family = info.platform = row[0]
+    info.self_claim = row[2]
+    info.efuse_addr = row[3]
+    info.led_kind = row[4]
+    info.led_pin = row[5]
     return info
 
 
@@ -81,8 +82,9 @@ def lookup(machine):
     # The chip family of an os.uname().machine string, e.g. "Generic ESP32S3 module with
     # ESP32-S3" or a third-party "... with ESP32-S3-FN8". Raises UnsupportedChip otherwise.
     mcu = _mcu_part(machine)
-    for family, names, self_claim, efuse in _CHIPS:
-        for name in names:
+    for row in _CHIPS:
+        family = row[0]
+        for name in row[1]:
             i = mcu.find(name)
             if i < 0:
                 continue
@@ -92,7 +94,7 @@ def lookup(machine):
                 continue
             if family != "esp32" and rest[:1].isdigit():
                 continue
-            return _info(family, self_claim, efuse)
+            return _info(row)
     raise UnsupportedChip(
         "chip: unknown chip in machine string %r; known families: %s"
         % (machine, ", ".join(families()))
@@ -101,9 +103,9 @@ def lookup(machine):
 
 def info_for(family):
     # The row of a family by name (for host-side tools and tests that already know it).
-    for fam, _names, self_claim, efuse in _CHIPS:
-        if fam == family:
-            return _info(fam, self_claim, efuse)
+    for row in _CHIPS:
+        if row[0] == family:
+            return _info(row)
     raise UnsupportedChip("chip: unknown family %r; known: %s" % (family, ", ".join(families())))
 
 

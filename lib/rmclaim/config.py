@@ -6,9 +6,11 @@ DEFAULT_PATH = "/rmclaim.json"
 DEFAULT_SERVICE_URL = "https://esp-claiming.rainmaker.espressif.com"
 
 # (key, kind, default). Kinds: "str" (optional when the default is None), "bool", "int" (an
-# int, not a bool), "num" (int or float). Every key is in the contract (DESIGN.md) except
-# claim_ca (a pinned PEM of the CA that signs device certificates; without it the CA in the
-# verify reply is used) and wifi_ssid/wifi_password, which the firmware reads from the same file.
+# int, not a bool), "num" (int or float). Besides the claim's keys: claim_ca (a pinned PEM of
+# the CA that signs device certificates; without it the CA in the verify reply is used), and
+# what the firmware (firmware/rmboot.py) reads from the same file: wifi_ssid, wifi_password,
+# wifi_timeout_s (how long one join may take before the board says why it failed) and
+# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED).
 _KEYS = (
     ("service_url", "str", DEFAULT_SERVICE_URL),
     ("ca", "str", None),
@@ -23,6 +25,8 @@ _KEYS = (
     ("matter", "bool", False),
     ("wifi_ssid", "str", None),
     ("wifi_password", "str", None),
+    ("wifi_timeout_s", "num", 15),
+    ("status_led", "str", None),
 )
 _MODES = ("self", "token", "auto")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
@@ -45,6 +49,8 @@ class Config:
     matter = False
     wifi_ssid = None
     wifi_password = None
+    wifi_timeout_s = 15
+    status_led = None
 
 
 def as_dict(cfg):
@@ -132,6 +138,13 @@ def _check_values(where, v):
     host = url.split("://", 1)[1].split("/", 1)[0]
     if not host or host.startswith(":"):
         raise ConfigError("%s: service_url %r has no host" % (where, url))
+    if host.startswith("["):
+        # socket.getaddrinfo on ESP32 fills in IPv4 addresses only (ports/esp32/modsocket.c,
+        # v1.23.0-v1.28.0): an IPv6 service can never be reached.
+        raise ConfigError(
+            "%s: service_url %r names an IPv6 address; ESP32 firmware reaches IPv4 only"
+            % (where, url)
+        )
     if url.startswith("https://") and v["ca"] is None:
         raise ConfigError(
             "%s: ca is required: the PEM text of the CA that signs the service's TLS certificate"
@@ -152,7 +165,15 @@ def _check_values(where, v):
         raise ConfigError(
             "%s: max_attempts must be 0 (keep trying) or more, got %r" % (where, v["max_attempts"])
         )
-    for key in ("backoff_base_s", "timeout_s"):
+    led = v["status_led"]
+    if led is not None and led != "none":
+        kind, _, pin = led.partition(":")
+        if kind not in ("rgb", "gpio") or not pin.isdigit() or int(pin) > 48:
+            raise ConfigError(
+                "%s: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got %r"
+                % (where, led)
+            )
+    for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s"):
         if not v[key] > 0:
             raise ConfigError("%s: %s must be more than 0, got %r" % (where, key, v[key]))
     if v["backoff_cap_s"] < v["backoff_base_s"]:

@@ -41,15 +41,22 @@ def connect(host, port, ctx, deadline, wait):
 
     raw = None
     try:
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         wait(0)
-        raw = socket.socket(ai[0], socket.SOCK_STREAM)
+        # The ESP32 port fills in IPv4 addresses only (ports/esp32/modsocket.c): an IPv6-only
+        # host gives an entry without one, and no host at all gives no entry.
+        if not found or found[0][-1] is None:
+            raise OSError("no IPv4 address")
+        family, address = found[0][0], found[0][-1]
+        del found
+        raw = socket.socket(family, socket.SOCK_STREAM)
         raw.settimeout(time.ticks_diff(deadline, time.ticks_ms()) / 1000)
-        raw.connect(ai[-1])
+        raw.connect(address)
         raw.setblocking(False)
         if ctx is None:
             return raw, raw
-    except OSError as e:
+    except (OSError, TypeError, ValueError) as e:
+        # TypeError/ValueError: what a port's socket layer raises for an address it cannot use.
         if raw is not None:
             raw.close()
         raise NetworkError("https: cannot connect to %s:%d: %s" % (host, port, e)) from e

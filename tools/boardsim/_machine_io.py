@@ -21,6 +21,19 @@ def reset_cause():
     return PWRON_RESET
 
 
+def bitstream(pin, encoding, timing, buf):
+    # machine.bitstream (MicroPython v1.23+, extmod/machine_bitstream.c): encoding 0 sends
+    # each bit of buf, MSB first, as a high/low pulse pair of the (T0H, T0L, T1H, T1L) ns
+    # timings. What an addressable LED on the pin received is logged as
+    # "<epoch ms> <pin> bits <hex of buf>" in pins.log (a WS2812 takes 3 bytes: G, R, B).
+    if encoding != 0:
+        raise ValueError("encoding")
+    if len(timing) != 4:
+        raise ValueError("timing")
+    with open(_boardsim.path("pins.log"), "a") as f:
+        f.write("%d %s bits %s\n" % (_boardsim.now_ms(), pin._id, bytes(buf).hex()))
+
+
 class Pin:
     IN = 1
     OUT = 3

@@ -30,6 +30,9 @@ from rmbench.profiles import BoardProfile, get_profile
 CAPABILITIES = ("power_cut", "virtual", "efuse_unique_id", "wifi")
 
 _STATUS = re.compile(r"^rmclaim: step=(?P<step>\S+) (?P<outcome>\S+)(?P<rest>.*)$")
+# An ESP-IDF log line, "E (12345) wifi: ...": esp.osdebug(None) sets the log level to ERROR,
+# not off (ports/esp32/modesp.c), so such lines can show between the firmware's own.
+_IDF_LOG = re.compile(r"^[EWIDV] \(\d+\) [^:\s]+:")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 _SERIAL_TIMEOUT_S = 2.0
 _WRITE_CHUNK = 1024
@@ -49,6 +52,16 @@ class StatusLine:
         """The step's duration, when the line carries one."""
         value = self.fields.get("ms")
         return int(value) if value is not None else None
+
+
+def is_idf_log(line: str) -> bool:
+    """Whether `line` is an ESP-IDF log line (which every parser here skips)."""
+    return _IDF_LOG.match(line.strip()) is not None
+
+
+def without_idf_log(text: str) -> str:
+    """`text` without its ESP-IDF log lines."""
+    return "".join(ln for ln in text.splitlines(keepends=True) if not is_idf_log(ln))
 
 
 def parse_status(line: str) -> StatusLine | None:
@@ -277,7 +290,8 @@ class Board(ABC):
         return t
 
     def exec(self, code: str, *, timeout: float = 30.0) -> str:
-        """Run `code` in the raw REPL (stopping main.py first if it runs); returns its output.
+        """Run `code` in the raw REPL (stopping main.py first if it runs); returns its output
+        (without ESP-IDF log lines).
 
         Raises:
             DeviceError: the code raised on the board.
@@ -293,7 +307,7 @@ class Board(ABC):
             raise BoardError(
                 f"exec failed: {e}", board=self.name, port=self.port, step="exec"
             ) from e
-        text = bytes(out).decode(errors="replace").replace("\r\n", "\n")
+        text = without_idf_log(bytes(out).decode(errors="replace").replace("\r\n", "\n"))
         if err:
             error = bytes(err).decode(errors="replace")
             self._note(f"[error] {error.strip()}")

@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rmbench import BOARDS_DIR, codegen_boards
 from rmbench.boardsim import create_board
+from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter
-from rmbench.profiles import all_profiles
+from rmbench.profiles import all_profiles, family_of
+from rmbench.releases import RELEASES
 
 from .support import run_device
 
-# os.uname().machine of every generic MicroPython board and variant (MICROPY_HW_BOARD_NAME
-# "with" MICROPY_HW_MCU_NAME), then third-party boards, with the family each must give.
+# os.uname().machine strings with the family each must give. The generic boards' strings of
+# every release (v1.22 to the preview) come from the board profiles (test_release_strings);
+# these are the variants of the generic boards, as released firmware and the preview spell them
+# (MICROPY_HW_BOARD_NAME " with " MICROPY_HW_MCU_NAME in each variant's mpconfigvariant_*.cmake,
+# v1.23.0-v1.28.0 and master 1c3c201149), then third-party boards.
 MACHINES = {
-    "Generic ESP32 module with ESP32": "esp32",
+    # ESP32_GENERIC variants: SPIRAM and OTA change the board name, D2WD and UNICORE the MCU
+    # name, with a hyphen in every release.
     "Generic ESP32 module with SPIRAM with ESP32": "esp32",
     "Generic ESP32 module with ESP32-D2WD": "esp32",
     "Generic ESP32 module with ESP32-UNICORE": "esp32",
     "Generic ESP32 module with OTA with ESP32": "esp32",
-    "Generic ESP32S2 module with ESP32-S2": "esp32s2",
-    "Generic ESP32S3 module with ESP32-S3": "esp32s3",
+    # ESP32_GENERIC_S3 SPIRAM_OCT, released and preview.
+    "Generic ESP32S3 module with Octal-SPIRAM with ESP32S3": "esp32s3",
     "Generic ESP32S3 module with Octal-SPIRAM with ESP32-S3": "esp32s3",
-    "ESP32C2 module with ESP32-C2": "esp32c2",
+    # ESP32_GENERIC_C2 FLASH_2M (v1.27+): a hyphen in the board name of a release.
+    "Generic ESP32-C2 module with 2MiB Flash with ESP32C2": "esp32c2",
     "Generic ESP32-C2 module with 2MiB Flash with ESP32-C2": "esp32c2",
-    "ESP32C3 module with ESP32-C3": "esp32c3",
+    # ESP32_GENERIC_C3 QEMU (preview only).
     "Generic ESP32C3 module with QEMU with ESP32-C3": "esp32c3",
-    "ESP32C6 module with ESP32-C6": "esp32c6",
-    "ESP32H2 module with ESP32-H2": "esp32h2",
-    # third-party boards: longer MCU names
+    # third-party boards: their own MCU names
     "Adafruit QT Py ESP32-S3 no psram with ESP32-S3-FN8": "esp32s3",
     "Seeed Studio XIAO ESP32C3 with ESP32-C3FH4": "esp32c3",
     "LOLIN_S2_MINI with ESP32-S2FN4R2": "esp32s2",
@@ -42,14 +49,30 @@ MACHINES = {
     "ESP8684 DevKit with ESP8684": "esp32c2",
     "UM FeatherS3 with ESP32S3": "esp32s3",
 }
-# Chips the table does not know must be refused, not taken for a classic ESP32.
+# Chips the table does not know must be refused, not taken for a classic ESP32: C5 and P4
+# (generic boards from v1.27.0, released and preview spellings), C61, and other ports.
 UNKNOWN = [
+    "ESP32C5 module with ESP32C5",
     "ESP32C5 module with ESP32-C5",
-    "ESP32P4 module with ESP32-P4",
+    "Generic ESP32P4 module with ESP32P4",
+    "Generic ESP32P4 module with ESP32-P4",
+    "Generic ESP32P4 module with WIFI module of external ESP32C6 with ESP32P4",
     "ESP32C61 module with ESP32-C61",
     "linux [GCC 14.2.1] version",
     "Raspberry Pi Pico with RP2040",
 ]
+KNOWN_FAMILIES = "known families: esp32c2, esp32c3, esp32c6, esp32h2, esp32s2, esp32s3, esp32"
+
+
+def release_strings() -> dict[str, str]:
+    """Every generic board's machine string in every release that has it (v1.22 included)."""
+    out = {}
+    for p in all_profiles().values():
+        for release in RELEASES:
+            if release.at_least(p.first_release):
+                out[p.machine_for(release)] = p.platform
+    return out
+
 
 LOOKUP = """
 from rmclaim import chip
@@ -57,29 +80,56 @@ res = {}
 for m in ARGS:
     try:
         i = chip.lookup(m)
-        res[m] = [i.family, i.platform, i.self_claim, i.efuse_addr]
+        res[m] = [i.family, i.platform, i.self_claim, i.efuse_addr, i.led_kind, i.led_pin]
     except Exception as e:
         res[m] = err(e)
 out(res)
 """
 
 
+def test_release_strings() -> None:
+    # What the profiles say each release prints (verified at the release tags): no hyphen in
+    # any released generic board's MCU name, one after "ESP32" in the preview's.
+    got = release_strings()
+    assert "Generic ESP32S3 module with ESP32S3" in got
+    assert "Generic ESP32S3 module with ESP32-S3" in got
+    assert "ESP32C6 module with ESP32C6" in got
+    for p in all_profiles().values():
+        for release in p.releases():
+            mcu = p.machine_for(release).rsplit(" with ", 1)[1]
+            hyphen = release.name == "preview" and p.platform != "esp32"
+            assert ("-" in mcu) is hyphen, (p.name, release.name, mcu)
+
+
 def test_family_table_on_real_board_strings(interp: Interpreter) -> None:
-    res = run_device(interp, LOOKUP, [*MACHINES, *UNKNOWN])
-    for machine, family in MACHINES.items():
+    expected = {**release_strings(), **MACHINES}
+    res = run_device(interp, LOOKUP, [*expected, *UNKNOWN])
+    for machine, family in expected.items():
         assert res[machine][:2] == [family, family], machine
     for machine in UNKNOWN:
         r = res[machine]
         assert r["kind"] == "UnsupportedChip", machine
         assert repr(machine) in r["error"]
-        assert (
-            "known families: esp32s2, esp32s3, esp32c2, esp32c3, esp32c6, esp32h2, esp32"
-            in (r["error"])
-        )
+        assert KNOWN_FAMILIES in r["error"]
+
+
+def test_host_tools_read_machine_strings_as_the_device_does(interp: Interpreter) -> None:
+    # rmbench's family_of (deploy's chip check) and the device library give the same answer
+    # on every string, unknown ones included.
+    strings = [*release_strings(), *MACHINES, *UNKNOWN]
+    res = run_device(interp, LOOKUP, strings)
+    for machine in strings:
+        try:
+            host: Any = family_of(machine)
+        except UsageError as e:
+            host = str(e)
+            assert res[machine]["error"] == host
+            continue
+        assert res[machine][0] == host, machine
 
 
 def test_capabilities_per_family(interp: Interpreter) -> None:
-    res = run_device(interp, LOOKUP, list(MACHINES))
+    res = run_device(interp, LOOKUP, [*release_strings(), *MACHINES])
     caps = {r[0]: (r[2], r[3]) for r in res.values()}
     assert caps == {
         "esp32": (False, 0),
@@ -97,10 +147,32 @@ def test_chip_table_agrees_with_board_profiles(interp: Interpreter) -> None:
     res = run_device(interp, LOOKUP, [p.machine for p in profiles.values()])
     assert len(profiles) == 7
     for p in profiles.values():
-        family, platform, self_claim, efuse = res[p.machine]
+        family, platform, self_claim, efuse, led_kind, led_pin = res[p.machine]
         assert (family, platform) == (p.name, p.platform), p.name
         assert self_claim == p.self_claim, p.name
         assert efuse == (p.efuse_unique_id or 0), p.name
+        assert p.led is not None
+        assert (led_kind, led_pin) == (p.led.kind, p.led.pin), p.name
+
+
+def test_generated_chip_table_is_up_to_date() -> None:
+    # `python -m rmbench.codegen_boards --check`: the table chip.py carries is the profiles'.
+    assert codegen_boards.main(["--check"]) == 0
+    source = codegen_boards.CHIP_PATH.read_text()
+    assert codegen_boards.render(source) == source
+
+
+def test_chip_table_check_fails_when_a_profile_changes(tmp_path: Path) -> None:
+    # The check bites: a profile whose LED moved makes the carried table stale.
+    boards = tmp_path / "boards"
+    shutil.copytree(BOARDS_DIR, boards)
+    s3 = boards / "esp32s3.toml"
+    s3.write_text(s3.read_text().replace("pin = 48", "pin = 38"))
+    source = codegen_boards.CHIP_PATH.read_text()
+    assert codegen_boards.render(source, boards) != source
+    assert '("esp32s3", ("ESP32S3",), True, 0x6000705C, "rgb", 38)' in codegen_boards.render(
+        source, boards
+    )
 
 
 def test_words_to_bytes_known_value(interp: Interpreter) -> None:

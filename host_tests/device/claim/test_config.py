@@ -46,6 +46,8 @@ def test_defaults(interp: Interpreter) -> None:
         "matter": False,
         "wifi_ssid": None,
         "wifi_password": None,
+        "wifi_timeout_s": 15,
+        "status_led": None,
     }
 
 
@@ -63,6 +65,8 @@ def test_every_key_set(interp: Interpreter) -> None:
         "matter": True,
         "wifi_ssid": "bench",
         "wifi_password": "pw",
+        "wifi_timeout_s": 30,
+        "status_led": "rgb:38",
     }
     [res] = load_all(interp, [full])
     assert res["ok"] == full
@@ -74,7 +78,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"colour": "red"},
         "config: unknown key 'colour'; known keys: service_url, ca, claim_ca, "
         "mode, access_token, allow_insecure_http, max_attempts, backoff_base_s, backoff_cap_s, "
-        "timeout_s, matter, wifi_ssid, wifi_password",
+        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led",
     ),
     ({"service_url": 5}, "config: service_url must be a string, got 5"),
     ({"ca": ["x"]}, "config: ca must be a string, got ['x']"),
@@ -94,6 +98,25 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"matter": "yes"}, "config: matter must be true or false, got 'yes'"),
     ({"wifi_ssid": 3}, "config: wifi_ssid must be a string, got 3"),
     ({"wifi_password": False}, "config: wifi_password must be a string, got False"),
+    ({"wifi_timeout_s": 0}, "config: wifi_timeout_s must be more than 0, got 0"),
+    (
+        {"status_led": "rgb"},
+        "config: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got 'rgb'",
+    ),
+    (
+        {"status_led": "led:2"},
+        "config: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got 'led:2'",
+    ),
+    (
+        {"status_led": "gpio:49"},
+        "config: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got 'gpio:49'",
+    ),
+    (
+        # ESP32 firmware resolves IPv4 only (ports/esp32/modsocket.c getaddrinfo)
+        {"service_url": "https://[::1]:8443"},
+        "config: service_url 'https://[::1]:8443' names an IPv6 address; "
+        "ESP32 firmware reaches IPv4 only",
+    ),
     (
         {"ca": None},
         "config: ca is required: the PEM text of the CA that signs the service's TLS certificate",
