@@ -2,7 +2,8 @@
 
 # ports/esp32/modsocket.c (v1.23.0-v1.28.0, esp_socket_getaddrinfo) fills in the address only
 # for AF_INET results: an IPv6 literal or a host with only IPv6 addresses gives an entry whose
-# address is None. Here: IPv4 as the Unix port resolves it, else such an entry.
+# address is None. Here: IPv4 as the Unix port resolves it, else, when the host has an IPv6
+# address, such an entry.
 
 import sys
 
@@ -23,6 +24,5 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     try:
         return _builtin.getaddrinfo(host, port, _builtin.AF_INET, type, proto, flags)
     except OSError:
-        if ":" not in host:
-            raise
+        _builtin.getaddrinfo(host, port, _builtin.AF_INET6, type, proto, flags)
     return [(10, type or _builtin.SOCK_STREAM, proto, "", None)]  # AF_INET6 (lwIP), no address
