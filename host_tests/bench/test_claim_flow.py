@@ -92,6 +92,12 @@ def test_led_connecting_claiming_claimed(bench: BenchSetup, board: VirtualBoard)
     assert all(80 <= ms <= 250 for _, ms in flashes)
     assert final == (0, -1)
     assert flash_groups(segments[-7:]) == [3]
+    # The S3 DevKit's LED is an RGB one: connecting blue, claiming amber, claimed green.
+    led = board.profile.led
+    if led is not None and led.kind == "rgb":
+        lit = [c for ms, c in board.sim.led_colors(led.pin) if ms >= t0 and c != (0, 0, 0)]
+        order = [c for i, c in enumerate(lit) if i == 0 or lit[i - 1] != c]
+        assert order == [(0, 0, 40), (40, 24, 0), (0, 40, 0)]
 
 
 APP = b"""

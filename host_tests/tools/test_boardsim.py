@@ -183,7 +183,7 @@ print("survived")
 
 
 def wifi_board(tmp_path: Path, **kw: Any) -> SimBoard:
-    aps = [
+    aps: list[dict[str, Any]] = [
         {"ssid": "wpa-202", "password": "right-pass", "auth_fail_reason": 202},
         {"ssid": "wpa-205", "password": "right-pass", "auth_fail_reason": 205},
         {"ssid": "open-net", "password": None},

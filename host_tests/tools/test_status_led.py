@@ -4,11 +4,14 @@ config's override, and the colours the LED receives."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 from rmbench import FIRMWARE_DIR
 from rmbench.boardsim import SimBoard, create_board
+from rmbench.deploy_cli import add_config_arguments, config_from_args
+from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter
 from rmbench.profiles import all_profiles
 
@@ -73,7 +76,7 @@ def test_the_config_chooses_another_led(
     board = create_board(tmp_path / "s3", "esp32s3", name="led-s3")
     show(board, mpy, spec)
     rows = board.pin_log()
-    if kind is None:
+    if kind is None or pin is None:
         assert rows == []
         return
     assert {p for _, p, _ in rows} == {str(pin)}
@@ -96,3 +99,30 @@ def test_neopixel_sends_green_red_blue(tmp_path: Path, mpy: Interpreter) -> None
     raw = (board.directory / "pins.log").read_text().split()
     assert raw[1:] == ["48", "bits", "020103" + "00fa07"]
     assert board.led_colors(48)[0][1] == (1, 2, 3)
+
+
+def _config_args(*extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--board")
+    add_config_arguments(parser)
+    return parser.parse_args(
+        ["--board", "esp32s3", "--service-url", "http://127.0.0.1:1", "--insecure-http", *extra]
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "spec"),
+    [("devkitc-1-v1.1", "rgb:38"), ("rgb:48", "rgb:48"), ("gpio:2", "gpio:2"), ("none", "none")],
+)
+def test_status_led_option_names_a_board_revision(value: str, spec: str) -> None:
+    # `rmbench deploy/provision/flash --status-led devkitc-1-v1.1`: the S3 DevKitC-1 v1.1 LED.
+    assert config_from_args(_config_args("--status-led", value)).status_led == spec
+
+
+def test_status_led_option_refuses_what_it_does_not_know() -> None:
+    with pytest.raises(UsageError) as info:
+        config_from_args(_config_args("--status-led", "v2"))
+    assert str(info.value) == (
+        "--status-led wants rgb:PIN, gpio:PIN, none or a board revision of esp32s3 "
+        "(devkitc-1-v1.1); got 'v2'"
+    )

@@ -217,6 +217,8 @@ class ClaimConfig:
     matter: bool | None = None
     wifi_ssid: str | None = None
     wifi_password: str | None = None
+    wifi_timeout_s: float | None = None
+    status_led: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in ("self", "token", "auto"):

@@ -11,6 +11,7 @@ from typing import Any
 from rmbench.board import open_board
 from rmbench.deploy import ClaimConfig, DeployProgress, deploy, local_service
 from rmbench.errors import UsageError
+from rmbench.profiles import get_profile, led_spec
 
 
 def _text(path: Path | None, what: str) -> str | None:
@@ -45,6 +46,15 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backoff-cap", type=float, metavar="S", help="longest retry delay (s)")
     g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout (s)")
     g.add_argument("--matter", action="store_true", help="claim a Matter certificate")
+    g.add_argument(
+        "--wifi-timeout", type=float, metavar="S", help="how long a Wi-Fi join may take (s)"
+    )
+    g.add_argument(
+        "--status-led",
+        metavar="LED",
+        help="the status LED: rgb:PIN (WS2812), gpio:PIN, none, or a board revision of the "
+        "profile such as devkitc-1-v1.1 (default: the board's DevKit LED)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ClaimConfig:
@@ -73,6 +83,10 @@ def config_from_args(args: argparse.Namespace) -> ClaimConfig:
         "backoff_cap_s": args.backoff_cap,
         "timeout_s": args.timeout,
         "matter": True if args.matter else None,
+        "wifi_timeout_s": args.wifi_timeout,
+        "status_led": None
+        if args.status_led is None
+        else led_spec(get_profile(args.board), args.status_led),
     }
     base.update({k: v for k, v in given.items() if v is not None})
     if "service_url" not in base:

@@ -33,6 +33,27 @@ class StatusLED:
         return f"{self.kind}:{self.pin if pin is None else pin}"
 
 
+def led_spec(profile: BoardProfile, value: str) -> str:
+    """The `status_led` config value for `--status-led VALUE`: "rgb:PIN", "gpio:PIN", "none",
+    or the name of a board revision in the profile's [led] variants (e.g. devkitc-1-v1.1).
+
+    Raises:
+        UsageError: neither; the message lists the profile's revisions.
+    """
+    kind, sep, pin = value.partition(":")
+    if value == "none" or (sep and kind in LED_KINDS and pin.isdigit()):
+        return value
+    for name, variant_pin in profile.led.variants if profile.led else ():
+        if name == value and profile.led is not None:
+            return profile.led.spec(variant_pin)
+    revisions = ", ".join(n for n, _ in profile.led.variants) if profile.led else ""
+    raise UsageError(
+        "--status-led wants rgb:PIN, gpio:PIN, none"
+        + (f" or a board revision of {profile.name} ({revisions})" if revisions else "")
+        + f"; got {value!r}"
+    )
+
+
 @dataclass(frozen=True)
 class BoardProfile:
     """What the bench needs to know about one supported board (see boards/*.toml)."""
