@@ -279,6 +279,10 @@ class Board(ABC):
         t = self._link()
         if not t.in_raw_repl or not self._raw_fresh:
             self._pump()
+            if self._console and not self._console.endswith(b"\n"):
+                # A line still being printed: let it end first, since entering the raw REPL
+                # discards whatever the board sends meanwhile (mpremote flushes its input).
+                self._pump(0.2)
             try:
                 # Ctrl-C stops main.py if it still runs; the soft reset gives a clean interpreter.
                 t.enter_raw_repl(soft_reset=True)
