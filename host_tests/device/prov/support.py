@@ -61,25 +61,38 @@ class Peer:
             stderr=self._stderr,
             env=env,
             text=True,
+            encoding="utf-8",
             bufsize=1,
         )
 
     def call(self, op: str, **args: Any) -> Any:
-        """Send {"op": op, **args}; the peer's answer (bytes decoded back)."""
+        """Send {"op": op, **args}; the peer's answer (bytes decoded back). Text goes as UTF-8,
+        not JSON escapes: MicroPython's json does not join escaped surrogate pairs."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps(to_json({"op": op, **args})) + "\n")
+            line = json.dumps(to_json({"op": op, **args}), ensure_ascii=False)
+            self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
         except BrokenPipeError as e:
-            raise PeerError(f"{self.name} is gone: {self.stderr()}") from e
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(10)
-            raise PeerError(f"{self.name} exited ({self.proc.returncode}): {self.stderr()}")
+            raise PeerError(f"{self.name} is gone: {self.output()}") from e
+        answer = self.proc.stdout.readline()
         try:
-            return from_json(json.loads(line))
+            return from_json(json.loads(answer))
         except json.JSONDecodeError as e:
-            raise PeerError(f"{self.name} said {line!r}: {self.stderr()}") from e
+            raise PeerError(f"{self.name} said {answer!r}: {self.output()}") from e
+
+    def output(self) -> str:
+        """What a dead (or dying) peer left on stdout and stderr."""
+        assert self.proc.stdout is not None
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        rest = self.proc.stdout.read()[-4000:]
+        return (
+            f"exit {self.proc.returncode}\n--- stdout ---\n{rest}\n--- stderr ---\n{self.stderr()}"
+        )
 
     def stderr(self) -> str:
         self._stderr.seek(0)
@@ -105,7 +118,7 @@ def device_peer(
     library from prov_lib at `heap`, CPython the source with the host shims."""
     path = work / f"peer-{interp.name}.py"
     path.write_text(PRELUDE + script)
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
     if interp.name == "micropython":
         env["MICROPYPATH"] = f"{prov_lib}:{LIB_DIR}"
         argv = [*interp.argv, "-X", f"heapsize={heap}", str(path)]
@@ -117,7 +130,7 @@ def device_peer(
 
 def client_peer(cli_python: Path) -> Peer:
     """client_peer.py in esp-rainmaker-cli's venv: its Security0/1 and protobuf classes."""
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
     env.pop("PYTHONPATH", None)
     return Peer([str(cli_python), str(HERE / "client_peer.py")], env, "client (cli venv)")
 
@@ -127,7 +140,8 @@ def run_json(
 ) -> list[Any]:
     """Run PRELUDE + script once with one JSON item per stdin line; the JSON lines it printed.
     MicroPython runs the deployed library at `heap`."""
-    stdin = "".join(json.dumps(to_json(item)) + "\n" for item in items)
+    # Unicode as UTF-8, not escapes: MicroPython's json does not join escaped surrogate pairs.
+    stdin = "".join(json.dumps(to_json(item), ensure_ascii=False) + "\n" for item in items)
     path = [prov_lib] if interp.name == "micropython" else []
     out = interp.run(PRELUDE + script, stdin=stdin, heap=heap, path=path)
     return [from_json(json.loads(line)) for line in out.strip().splitlines()]
