@@ -1,11 +1,14 @@
 """A strict protobuf (proto3) codec for schemas written as tuples: messages as dicts."""
 
-# A schema is a tuple of fields in field-number order, each (number, name, kind, arg):
-#   U32, I32 (int32 and enums), BOOL: varint (wire type 0); arg unused (None);
-#   BYTES, STR: length-delimited (wire type 2); arg = the most bytes allowed (STR: UTF-8);
-#   MSG: a nested message (wire type 2); arg = its schema;
-#   REP: a repeated nested message; arg = (its schema, the most elements allowed).
+# A schema is one flat tuple per message, name then spec for each field, in field-number
+# order: ("name", spec, "name", spec, ...). A spec is a small integer made by field(number,
+# kind, limit), or for a nested message a pair (field(...), its schema):
+#   U32, I32 (int32 and enums), BOOL: varint (wire type 0);
+#   BYTES, STR: length-delimited (wire type 2), limit = the most bytes allowed (STR: UTF-8);
+#   MSG: a nested message (wire type 2), given as (field(number, MSG), schema);
+#   REP: a repeated nested message, (field(number, REP, most elements), schema).
 # kind | ONEOF marks the members of the message's one oneof (none of these messages has two).
+# Packing keeps schemas small on the GC heap: one tuple per message, no tuple per field.
 #
 # Decoding returns a dict holding every field outside the oneof (a scalar's proto3 default
 # when absent, None for an absent message, [] for an absent repeated one) plus the oneof member
@@ -35,6 +38,12 @@ _KIND = const(7)
 _MAX32 = const(0xFFFFFFFF)
 _MAX64 = const(0xFFFFFFFFFFFFFFFF)
 _MAX_FIELD = const(0x1FFFFFFF)
+
+
+def field(number, kind, limit=0):
+    # A field's spec: kind in bits 0-3, number in bits 4-15, limit from bit 16 (a small int on
+    # every port: numbers up to 4095, limits up to 16383).
+    return kind | number << 4 | limit << 16
 
 
 def decode(schema, data):
@@ -108,6 +117,7 @@ def _decode(schema, mv, pos, end):
     out = {}
     seen = 0
     member = None
+    count = len(schema)
     while pos < end:
         at = pos
         tag, pos = _varint(mv, pos, end)
@@ -115,27 +125,31 @@ def _decode(schema, mv, pos, end):
         wire = tag & 7
         if not num or num > _MAX_FIELD:
             raise ProtoError("pb: bad field number %d at offset %d" % (num, at))
-        index = 0
-        for field in schema:
-            if field[0] == num:
+        i = 1
+        while i < count:
+            spec = schema[i]
+            sub = None
+            if isinstance(spec, tuple):
+                spec, sub = spec
+            if spec >> 4 & 0xFFF == num:
                 break
-            index += 1
+            i += 2
         else:
             pos = _skip(mv, pos, end, wire, at)
             continue
-        name = field[1]
-        kind = field[2]
-        base = kind & _KIND
+        name = schema[i - 1]
+        base = spec & _KIND
+        limit = spec >> 16
         want = 0 if base <= BOOL else 2
         if wire != want:
             raise ProtoError(
                 "pb: %s: wanted wire type %d, got %d at offset %d" % (name, want, wire, at)
             )
         if base != REP:
-            if seen >> index & 1:
+            if seen >> i & 1:
                 raise ProtoError("pb: %s twice, at offset %d" % (name, at))
-            seen |= 1 << index
-        if kind & ONEOF:
+            seen |= 1 << i
+        if spec & ONEOF:
             if member is not None:
                 raise ProtoError("pb: %s and %s of one oneof, at offset %d" % (member, name, at))
             member = name
@@ -161,10 +175,9 @@ def _decode(schema, mv, pos, end):
                 % (name, value, end - pos, at)
             )
         stop = pos + value
-        arg = field[3]
         if base == BYTES or base == STR:
-            if value > arg:
-                raise ProtoError("pb: %s: %d bytes, at most %d allowed" % (name, value, arg))
+            if value > limit:
+                raise ProtoError("pb: %s: %d bytes, at most %d allowed" % (name, value, limit))
             if base == BYTES:
                 out[name] = bytes(mv[pos:stop])
             elif _utf8_ok(mv[pos:stop]):
@@ -172,21 +185,23 @@ def _decode(schema, mv, pos, end):
             else:
                 raise ProtoError("pb: %s: not UTF-8, at offset %d" % (name, at))
         elif base == MSG:
-            out[name] = _decode(arg, mv, pos, stop)
+            out[name] = _decode(sub, mv, pos, stop)
         else:
             items = out.get(name)
             if items is None:
                 items = out[name] = []
-            if len(items) >= arg[1]:
-                raise ProtoError("pb: %s: more than %d elements" % (name, arg[1]))
-            items.append(_decode(arg[0], mv, pos, stop))
+            if len(items) >= limit:
+                raise ProtoError("pb: %s: more than %d elements" % (name, limit))
+            items.append(_decode(sub, mv, pos, stop))
         pos = stop
-    for field in schema:
-        name = field[1]
-        kind = field[2]
-        if kind & ONEOF or name in out:
+    for i in range(0, count, 2):
+        name = schema[i]
+        spec = schema[i + 1]
+        if isinstance(spec, tuple):
+            spec = spec[0]
+        if spec & ONEOF or name in out:
             continue
-        base = kind & _KIND
+        base = spec & _KIND
         if base == BOOL:
             out[name] = False
         elif base <= BOOL:
@@ -227,27 +242,31 @@ def _put_varint(out, value):
 
 
 def _encode(schema, msg, out):
+    count = len(schema)
     for key in msg:
-        for field in schema:
-            if field[1] == key:
+        for i in range(0, count, 2):
+            if schema[i] == key:
                 break
         else:
             raise ProtoError("pb: no field %s in this message" % key)
     member = None
-    for field in schema:
-        name = field[1]
+    for i in range(0, count, 2):
+        name = schema[i]
         value = msg.get(name)
         if value is None:
             continue
-        kind = field[2]
-        base = kind & _KIND
-        oneof = kind & ONEOF
+        spec = schema[i + 1]
+        sub = None
+        if isinstance(spec, tuple):
+            spec, sub = spec
+        base = spec & _KIND
+        oneof = spec & ONEOF
         if oneof:
             if member is not None:
                 raise ProtoError("pb: %s and %s of one oneof" % (member, name))
             member = name
-        tag = field[0] << 3
-        arg = field[3]
+        tag = (spec >> 4 & 0xFFF) << 3
+        limit = spec >> 16
         if base <= BOOL:
             if base == U32:
                 if not isinstance(value, int) or not 0 <= value <= _MAX32:
@@ -265,14 +284,14 @@ def _encode(schema, msg, out):
                 _put_varint(out, value)
             continue
         if base == REP:
-            if len(value) > arg[1]:
-                raise ProtoError("pb: %s: more than %d elements" % (name, arg[1]))
+            if len(value) > limit:
+                raise ProtoError("pb: %s: more than %d elements" % (name, limit))
             for item in value:
                 _put_varint(out, tag | 2)
-                _put_part(out, encode(arg[0], item))
+                _put_part(out, encode(sub, item))
             continue
         if base == MSG:
-            data = encode(arg, value)
+            data = encode(sub, value)
         else:
             if base == STR:
                 if not isinstance(value, str):
@@ -282,8 +301,8 @@ def _encode(schema, msg, out):
                 data = bytes(value)
             else:
                 raise ProtoError("pb: %s: wanted bytes, got %r" % (name, value))
-            if len(data) > arg:
-                raise ProtoError("pb: %s: %d bytes, at most %d allowed" % (name, len(data), arg))
+            if len(data) > limit:
+                raise ProtoError("pb: %s: %d bytes, at most %d allowed" % (name, len(data), limit))
             if not data and not oneof:
                 continue
         _put_varint(out, tag | 2)

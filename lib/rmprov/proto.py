@@ -10,9 +10,8 @@
 
 from micropython import const
 
-from rmprov.pb import BOOL, BYTES, I32, MSG, ONEOF, REP, STR, U32
+from rmprov.pb import BOOL, BYTES, I32, MSG, ONEOF, REP, STR, U32, field
 
-_ONE = MSG | ONEOF
 _ID = const(64)  # node ids (22 characters on RainMaker)
 _TEXT = const(128)  # user id, secret key, IPv4 text
 
@@ -25,73 +24,64 @@ INTERNAL_ERROR = const(5)
 CRYPTO_ERROR = const(6)
 INVALID_SESSION = const(7)
 
+_EMPTY = ()
+_STATUS = ("status", field(1, I32))
+
+
+def _one(number, schema):
+    # A nested message in the message's oneof.
+    return (field(number, MSG | ONEOF), schema)
+
+
 # session.proto, sec0.proto, sec1.proto, sec2.proto (security 2 is not implemented: its
 # messages are here so they decode as protobuf reads them, and the session refuses them).
+_MSG = ("msg", field(1, I32))
 SESSION = (
-    (2, "sec_ver", I32, None),
-    (
-        10,
-        "sec0",
-        _ONE,
-        (
-            (1, "msg", I32, None),
-            (20, "sc", _ONE, ()),
-            (21, "sr", _ONE, ((1, "status", I32, None),)),
-        ),
-    ),
-    (
+    "sec_ver",
+    field(2, I32),
+    "sec0",
+    _one(10, _MSG + ("sc", _one(20, _EMPTY), "sr", _one(21, _STATUS))),
+    "sec1",
+    _one(
         11,
-        "sec1",
-        _ONE,
-        (
-            (1, "msg", I32, None),
-            (20, "sc0", _ONE, ((1, "client_pubkey", BYTES, 32),)),
-            (
+        _MSG
+        + (
+            "sc0",
+            _one(20, ("client_pubkey", field(1, BYTES, 32))),
+            "sr0",
+            _one(
                 21,
-                "sr0",
-                _ONE,
-                (
-                    (1, "status", I32, None),
-                    (2, "device_pubkey", BYTES, 32),
-                    (3, "device_random", BYTES, 16),
-                ),
+                _STATUS
+                + ("device_pubkey", field(2, BYTES, 32), "device_random", field(3, BYTES, 16)),
             ),
-            (22, "sc1", _ONE, ((2, "client_verify_data", BYTES, 32),)),
-            (23, "sr1", _ONE, ((1, "status", I32, None), (3, "device_verify_data", BYTES, 32))),
+            "sc1",
+            _one(22, ("client_verify_data", field(2, BYTES, 32))),
+            "sr1",
+            _one(23, _STATUS + ("device_verify_data", field(3, BYTES, 32))),
         ),
     ),
-    (
+    "sec2",
+    _one(
         12,
-        "sec2",
-        _ONE,
-        (
-            (1, "msg", I32, None),
-            (
-                20,
-                "sc0",
-                _ONE,
-                ((1, "client_username", BYTES, 64), (2, "client_pubkey", BYTES, 384)),
+        _MSG
+        + (
+            "sc0",
+            _one(
+                20, ("client_username", field(1, BYTES, 64), "client_pubkey", field(2, BYTES, 384))
             ),
-            (
+            "sr0",
+            _one(
                 21,
-                "sr0",
-                _ONE,
-                (
-                    (1, "status", I32, None),
-                    (2, "device_pubkey", BYTES, 384),
-                    (3, "device_salt", BYTES, 32),
-                ),
+                _STATUS
+                + ("device_pubkey", field(2, BYTES, 384), "device_salt", field(3, BYTES, 32)),
             ),
-            (22, "sc1", _ONE, ((1, "client_proof", BYTES, 64),)),
-            (
+            "sc1",
+            _one(22, ("client_proof", field(1, BYTES, 64))),
+            "sr1",
+            _one(
                 23,
-                "sr1",
-                _ONE,
-                (
-                    (1, "status", I32, None),
-                    (2, "device_proof", BYTES, 64),
-                    (3, "device_nonce", BYTES, 16),
-                ),
+                _STATUS
+                + ("device_proof", field(2, BYTES, 64), "device_nonce", field(3, BYTES, 16)),
             ),
         ),
     ),
@@ -103,116 +93,144 @@ S1_COMMAND1 = const(2)
 S1_RESPONSE1 = const(3)
 
 # wifi_config.proto (with wifi_constants.proto's WifiConnectedState)
+_CONNECTED = (
+    "ip4_addr",
+    field(1, STR, _TEXT),
+    "auth_mode",
+    field(2, I32),
+    "ssid",
+    field(3, BYTES, 32),
+    "bssid",
+    field(4, BYTES, 6),
+    "channel",
+    field(5, I32),
+)
 WIFI_CONFIG = (
-    (1, "msg", I32, None),
-    (10, "cmd_get_status", _ONE, ()),
-    (
+    "msg",
+    field(1, I32),
+    "cmd_get_status",
+    _one(10, _EMPTY),
+    "resp_get_status",
+    _one(
         11,
-        "resp_get_status",
-        _ONE,
-        (
-            (1, "status", I32, None),
-            (2, "sta_state", I32, None),
-            (10, "fail_reason", I32 | ONEOF, None),
-            (
-                11,
-                "connected",
-                _ONE,
-                (
-                    (1, "ip4_addr", STR, _TEXT),
-                    (2, "auth_mode", I32, None),
-                    (3, "ssid", BYTES, 32),
-                    (4, "bssid", BYTES, 6),
-                    (5, "channel", I32, None),
-                ),
-            ),
+        _STATUS
+        + (
+            "sta_state",
+            field(2, I32),
+            "fail_reason",
+            field(10, I32 | ONEOF),
+            "connected",
+            _one(11, _CONNECTED),
         ),
     ),
-    (
+    "cmd_set_config",
+    _one(
         12,
-        "cmd_set_config",
-        _ONE,
         (
-            (1, "ssid", BYTES, 32),
-            (2, "passphrase", BYTES, 64),
-            (3, "bssid", BYTES, 6),
-            (4, "channel", I32, None),
+            "ssid",
+            field(1, BYTES, 32),
+            "passphrase",
+            field(2, BYTES, 64),
+            "bssid",
+            field(3, BYTES, 6),
+            "channel",
+            field(4, I32),
         ),
     ),
-    (13, "resp_set_config", _ONE, ((1, "status", I32, None),)),
-    (14, "cmd_apply_config", _ONE, ()),
-    (15, "resp_apply_config", _ONE, ((1, "status", I32, None),)),
+    "resp_set_config",
+    _one(13, _STATUS),
+    "cmd_apply_config",
+    _one(14, _EMPTY),
+    "resp_apply_config",
+    _one(15, _STATUS),
 )
 
 # wifi_scan.proto
 _SCAN_RESULT = (
-    (1, "ssid", BYTES, 32),
-    (2, "channel", U32, None),
-    (3, "rssi", I32, None),
-    (4, "bssid", BYTES, 6),
-    (5, "auth", I32, None),
+    "ssid",
+    field(1, BYTES, 32),
+    "channel",
+    field(2, U32),
+    "rssi",
+    field(3, I32),
+    "bssid",
+    field(4, BYTES, 6),
+    "auth",
+    field(5, I32),
 )
 WIFI_SCAN = (
-    (1, "msg", I32, None),
-    (2, "status", I32, None),
-    (
+    "msg",
+    field(1, I32),
+    "status",
+    field(2, I32),
+    "cmd_scan_start",
+    _one(
         10,
-        "cmd_scan_start",
-        _ONE,
         (
-            (1, "blocking", BOOL, None),
-            (2, "passive", BOOL, None),
-            (3, "group_channels", U32, None),
-            (4, "period_ms", U32, None),
+            "blocking",
+            field(1, BOOL),
+            "passive",
+            field(2, BOOL),
+            "group_channels",
+            field(3, U32),
+            "period_ms",
+            field(4, U32),
         ),
     ),
-    (11, "resp_scan_start", _ONE, ()),
-    (12, "cmd_scan_status", _ONE, ()),
-    (
-        13,
-        "resp_scan_status",
-        _ONE,
-        ((1, "scan_finished", BOOL, None), (2, "result_count", U32, None)),
-    ),
-    (14, "cmd_scan_result", _ONE, ((1, "start_index", U32, None), (2, "count", U32, None))),
-    (15, "resp_scan_result", _ONE, ((1, "entries", REP, (_SCAN_RESULT, 64)),)),
+    "resp_scan_start",
+    _one(11, _EMPTY),
+    "cmd_scan_status",
+    _one(12, _EMPTY),
+    "resp_scan_status",
+    _one(13, ("scan_finished", field(1, BOOL), "result_count", field(2, U32))),
+    "cmd_scan_result",
+    _one(14, ("start_index", field(1, U32), "count", field(2, U32))),
+    "resp_scan_result",
+    _one(15, ("entries", (field(1, REP, 64), _SCAN_RESULT))),
 )
 
 # wifi_ctrl.proto (prov-ctrl)
 WIFI_CTRL = (
-    (1, "msg", I32, None),
-    (2, "status", I32, None),
-    (11, "cmd_ctrl_reset", _ONE, ()),
-    (12, "resp_ctrl_reset", _ONE, ()),
-    (13, "cmd_ctrl_reprov", _ONE, ()),
-    (14, "resp_ctrl_reprov", _ONE, ()),
+    "msg",
+    field(1, I32),
+    "status",
+    field(2, I32),
+    "cmd_ctrl_reset",
+    _one(11, _EMPTY),
+    "resp_ctrl_reset",
+    _one(12, _EMPTY),
+    "cmd_ctrl_reprov",
+    _one(13, _EMPTY),
+    "resp_ctrl_reprov",
+    _one(14, _EMPTY),
 )
 
 # esp_rmaker_user_mapping.proto (cloud_user_assoc)
 USER_MAPPING = (
-    (1, "msg", I32, None),
-    (
-        10,
-        "cmd_set_user_mapping",
-        _ONE,
-        ((1, "UserID", STR, _TEXT), (2, "SecretKey", STR, _TEXT)),
-    ),
-    (11, "resp_set_user_mapping", _ONE, ((1, "Status", I32, None), (2, "NodeId", STR, _ID))),
+    "msg",
+    field(1, I32),
+    "cmd_set_user_mapping",
+    _one(10, ("UserID", field(1, STR, _TEXT), "SecretKey", field(2, STR, _TEXT))),
+    "resp_set_user_mapping",
+    _one(11, ("Status", field(1, I32), "NodeId", field(2, STR, _ID))),
 )
 
 # esp_rmaker_chal_resp.proto (ch_resp)
 CHAL_RESP = (
-    (1, "msg", I32, None),
-    (2, "status", I32, None),
-    (10, "cmdChallengeResponsePayload", _ONE, ((1, "payload", BYTES, 256),)),
-    (
-        11,
-        "respChallengeResponsePayload",
-        _ONE,
-        ((1, "payload", BYTES, 256), (2, "node_id", STR, _ID)),
-    ),
-    (12, "cmdGetNodeIDPayload", _ONE, ()),
-    (13, "respGetNodeIDPayload", _ONE, ((1, "node_id", STR, _ID),)),
-    (14, "cmdDisableChalRespPayload", _ONE, ()),
-    (15, "respDisableChalRespPayload", _ONE, ()),
+    "msg",
+    field(1, I32),
+    "status",
+    field(2, I32),
+    "cmdChallengeResponsePayload",
+    _one(10, ("payload", field(1, BYTES, 256))),
+    "respChallengeResponsePayload",
+    _one(11, ("payload", field(1, BYTES, 256), "node_id", field(2, STR, _ID))),
+    "cmdGetNodeIDPayload",
+    _one(12, _EMPTY),
+    "respGetNodeIDPayload",
+    _one(13, ("node_id", field(1, STR, _ID))),
+    "cmdDisableChalRespPayload",
+    _one(14, _EMPTY),
+    "respDisableChalRespPayload",
+    _one(15, _EMPTY),
 )

@@ -8,11 +8,17 @@
 # no defence against an attacker who can time the device closely; the keys it serves are
 # ephemeral, one per provisioning session.
 #
-# Speed (it is on the path of every field onboarding): `x * y % p` is the cheapest reduction
-# on MicroPython (one division of a 510-bit product: cheaper than folding twice with
-# 2^255 = 19), values stay below 2^256 between steps, and the sums and differences fed to
-# the multiplications are left unreduced (Python's % takes negative values to [0, p)).
-# Scalar bits come from a bytearray, so the ladder shifts no big integer.
+# Speed (it is on the path of every field onboarding): reducing a product mod p by `%` is a
+# big-integer division and the dearest operation here, so only the four values a step hands on
+# (x2, z2, x3, z3) are reduced that way. The products that feed further multiplications are
+# folded once instead, t = h * 2^255 + l -> l + 19 * h (2^255 = 19 mod p): four cheap
+# operations instead of a division, leaving values below 2^262 (in magnitude: differences may
+# be negative, and Python's & and >> keep l + 19 * h congruent to t for those too). Bounds per
+# step, with x2, z2, x3, z3 in [0, p): a, c < 2^256 and |b|, |d| < 2^255; the folded aa, bb,
+# da, cb (and e = aa - bb) are below 2^262, the folded (da - cb)^2 below 2^276; the widest
+# product reduced by % is (aa + a24 * e) * e < 2^542.
+# The sums and differences fed to multiplications are never reduced. Scalar bits come from a
+# bytearray, so the ladder shifts no big integer.
 
 import os
 
@@ -21,6 +27,7 @@ from micropython import const
 from rmprov.errors import SecurityError
 
 _P = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED)  # 2^255 - 19
+_LOW = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF)  # 2^255 - 1
 _A24 = const(121665)  # (486662 - 2) / 4
 _BASE = b"\x09" + bytes(31)  # u = 9, the base point
 
@@ -59,15 +66,16 @@ def x25519(k, u):
     kb[0] &= 248
     kb[31] = (kb[31] & 127) | 64
     p = _P
-    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    low = _LOW
+    x1 = int.from_bytes(u, "little") & low
     x1 %= p
     x2 = 1
     z2 = 0
     x3 = x1
     z3 = 1
     swap = 0
-    for t in range(254, -1, -1):
-        bit = (kb[t >> 3] >> (t & 7)) & 1
+    for i in range(254, -1, -1):
+        bit = (kb[i >> 3] >> (i & 7)) & 1
         mask = -(swap ^ bit)  # 0 or -1 (all ones)
         swap = bit
         d = mask & (x2 ^ x3)
@@ -80,15 +88,20 @@ def x25519(k, u):
         b = x2 - z2
         c = x3 + z3
         d = x3 - z3
-        aa = a * a % p
-        bb = b * b % p
-        da = d * a % p
-        cb = c * b % p
+        t = a * a
+        aa = (t & low) + (t >> 255) * 19
+        t = b * b
+        bb = (t & low) + (t >> 255) * 19
+        t = d * a
+        da = (t & low) + (t >> 255) * 19
+        t = c * b
+        cb = (t & low) + (t >> 255) * 19
         e = aa - bb
         x3 = da + cb
         x3 = x3 * x3 % p
-        z3 = da - cb
-        z3 = z3 * z3 % p * x1 % p
+        t = da - cb
+        t = t * t
+        z3 = ((t & low) + (t >> 255) * 19) * x1 % p
         x2 = aa * bb % p
         z2 = (aa + _A24 * e) * e % p
     mask = -swap

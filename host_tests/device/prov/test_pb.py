@@ -73,12 +73,24 @@ def descriptors(client: Peer) -> dict[str, Any]:
     return described
 
 
+def fields(ours: list[Any]) -> list[tuple[str, int, int, int, Any]]:
+    """rmprov.pb's flat schema as [(name, number, kind, limit, sub-schema or None)]."""
+    out = []
+    for name, spec in zip(ours[::2], ours[1::2], strict=True):
+        sub = None
+        if isinstance(spec, list):
+            spec, sub = spec
+        out.append((name, spec >> 4 & 0xFFF, spec & 15, spec >> 16, sub))
+    return out
+
+
 def check_schema(type_name: str, ours: list[Any], desc: dict[str, Any]) -> None:
     theirs = {f["name"]: f for f in desc["fields"] if (type_name, f["name"]) not in LEFT_OUT}
-    assert [f[1] for f in ours] == sorted(theirs, key=lambda n: theirs[n]["number"])
-    numbers = [f[0] for f in ours]
+    mine = fields(ours)
+    assert [f[0] for f in mine] == sorted(theirs, key=lambda n: theirs[n]["number"])
+    numbers = [f[1] for f in mine]
     assert numbers == sorted(numbers)  # pb encodes in schema order: protobuf's order
-    for number, name, kind, arg in ours:
+    for name, number, kind, _, sub in mine:
         ref = theirs[name]
         assert number == ref["number"], name
         base = kind & 7
@@ -86,10 +98,9 @@ def check_schema(type_name: str, ours: list[Any], desc: dict[str, Any]) -> None:
         assert KINDS[base] == expected, name
         assert (base == 6) == ref["repeated"], name
         assert bool(kind & 8) == (ref["oneof"] is not None), name
-        if base == 5:
-            check_schema(ref["message"]["name"], arg, ref["message"])
-        elif base == 6:
-            check_schema(ref["message"]["name"], arg[0], ref["message"])
+        assert (sub is not None) == (base >= 5), name
+        if sub is not None:
+            check_schema(ref["message"]["name"], sub, ref["message"])
 
 
 @pytest.mark.parametrize("type_name", TYPES)
@@ -118,21 +129,19 @@ def scalar(kind: str, limit: Any, enum: list[int] | None) -> st.SearchStrategy[A
 
 
 def message(desc: dict[str, Any], ours: list[Any], type_name: str) -> st.SearchStrategy[Any]:
-    limits = {f[1]: f[3] for f in ours}
+    limits = {name: (limit, sub) for name, _, _, limit, sub in fields(ours)}
     plain: dict[str, st.SearchStrategy[Any]] = {}
     members: list[st.SearchStrategy[Any]] = []
     for f in desc["fields"]:
         name = f["name"]
         if (type_name, name) in LEFT_OUT:
             continue
-        limit = limits[name]
+        limit, schema = limits[name]
         if f["kind"] == "message":
             sub = f["message"]
+            value = message(sub, schema, sub["name"])
             if f["repeated"]:
-                inner = message(sub, limit[0], sub["name"])
-                value = st.lists(inner, max_size=min(limit[1], 4))
-            else:
-                value = message(sub, limit, sub["name"])
+                value = st.lists(value, max_size=min(limit, 4))
         else:
             value = scalar(f["kind"], limit, f.get("enum"))
         if f["oneof"] is None:
