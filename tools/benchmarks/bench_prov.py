@@ -101,7 +101,7 @@ for size in (4096, 1024, 256, 64, 32):
         pass
 free = gc.mem_free()
 """
-IMPORTS = ("errors", "x25519", "aesctr", "pb", "proto", "session")
+IMPORTS = ("errors", "x25519", "aesctr", "pb", "proto", "session", "httpd")
 IMPORT_SCRIPT = """
 import gc
 gc.collect()
