@@ -42,9 +42,10 @@ class Sec0:
 
 
 class Sec1:
-    # Security 1. pop: the proof of possession (bytes or str; empty for none). random(n) gives
-    # n random bytes (default os.urandom): the caller turns the radio on before a session, as
-    # os.urandom is a PRNG until then on an ESP32.
+    # Security 1. pop: the proof of possession (bytes, or str taken as UTF-8; empty for none;
+    # esp-rainmaker-cli encodes its --pop as Latin-1, so pops printed on labels stay ASCII).
+    # random(n) gives n random bytes (default os.urandom): the caller turns the radio on
+    # before a session, as os.urandom is a PRNG until then on an ESP32.
     version = 1
 
     def __init__(self, pop=b"", random=None):
