@@ -12,7 +12,9 @@ from rmclaim.errors import UnsupportedChip
 #   efuse: address of EFUSE_RD_SYS_PART1_DATA0_REG, the first of the four words of
 #          OPTIONAL_UNIQUE_ID (BLOCK2 bits 0-127, esp_efuse_table.c), = DR_REG_EFUSE_BASE + 0x5C
 #          (soc/efuse_reg.h) on every chip here; 0 where the chip cannot self-claim.
-#   S2 0x3F41A000, C3 0x60008800, S3 0x60007000 (reference/rainmaker-claiming.md section 3);
+#   S2 0x3F41A000, C3 0x60008800, S3 0x60007000 (DR_REG_EFUSE_BASE and the BLOCK_SYS_DATA
+#   read address in esptool 5.6.0 espefuse/efuse/<chip>/mem_definition.py, which the tests
+#   read);
 #   C6 and H2: DR_REG_EFUSE_BASE 0x600B0800 in ESP-IDF components/soc/esp32c6/include/soc/
 #   reg_base.h and components/soc/esp32h2/register/soc/reg_base.h, with
 #   EFUSE_RD_SYS_PART1_DATA0_REG = DR_REG_EFUSE_BASE + 0x5c in each chip's soc/efuse_reg.h.
