@@ -9,7 +9,7 @@ STAMP := $(VENV)/.setup-done
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format typecheck test bench clean
+.PHONY: help setup lint format typecheck test bench mutants clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -44,6 +44,9 @@ test: lint typecheck ## lint, type checks and every test (what CI runs)
 bench: setup ## benchmarks: print figures and write build/bench.json
 	@mkdir -p build
 	PYTHONPATH=tools $(PY) -m benchmarks $(BENCH)
+
+mutants: setup ## break the code on purpose in a scratch copy, report what the tests catch (MUTANTS="name ...", RUNS=N)
+	PYTHONPATH=tools $(PY) -m mutants $(if $(RUNS),--runs $(RUNS)) $(MUTANTS)
 
 # --- bench and factory: rmbench flash, provision, claim, status, fleet -----------------------------
 RMBENCH := $(VENV)/bin/rmbench

@@ -29,11 +29,9 @@ def _boot_until_retry(bench: BenchSetup, rounds: int = 1) -> list[StatusLine]:
         lines = bench.board.watch_status(since, until=("backoff", "wait"), timeout=bench.timeout)
         assert lines[-1].fields["round"] == str(len([s for s in lines if s.step == "backoff"]))
         if n < rounds:
-            since_line = bench.board.output(since).rfind("step=backoff wait")
             bench.board.expect(
                 rf"step=backoff wait .*round={n + 1}\b", timeout=bench.timeout, since=since
             )
-            del since_line
     return bench.board.status_lines(since)
 
 

@@ -34,10 +34,16 @@ def normalized(output: str) -> str:
 
 
 def check_golden(name: str, text: str) -> None:
-    # RMBENCH_UPDATE_GOLDEN=1 rewrites the file (review the diff: it is the API).
+    # RMBENCH_UPDATE_GOLDEN=1 rewrites the file instead of comparing (review the diff: it is
+    # the API); the test then reports itself skipped, since it checked nothing.
     path = GOLDEN / name
     if os.environ.get("RMBENCH_UPDATE_GOLDEN") == "1":
+        changed = not path.exists() or path.read_text() != text
         path.write_text(text)
+        pytest.skip(
+            f"RMBENCH_UPDATE_GOLDEN=1: regenerated {path} "
+            f"({'changed: review the diff' if changed else 'unchanged'}); nothing compared"
+        )
     assert path.read_text() == text, f"status lines differ from {path}:\n{text}"
 
 

@@ -266,6 +266,70 @@ def test_wycheproof_subset(interp: Interpreter, run_json: RunJSON) -> None:
     assert got == expected
 
 
+STRICT_DER_SCRIPT = """
+import sys, json, hashlib
+from rmclaim import p256
+from rmclaim.asn1 import decode_ecdsa_signature
+for line in sys.stdin:
+    group = json.loads(line)
+    out = {}
+    point = bytes.fromhex(group["uncompressed"])
+    pub = (int.from_bytes(point[1:33], "big"), int.from_bytes(point[33:], "big"))
+    for t in group["tests"]:
+        digest = hashlib.sha256(bytes.fromhex(t["msg"])).digest()
+        # p256.verify on the integers cryptography decoded, then our own DER decoder.
+        direct = p256.verify(pub, digest, (int(t["r"], 16), int(t["s"], 16)))
+        try:
+            r, s = decode_ecdsa_signature(bytes.fromhex(t["sig"]))
+            decoded = ["%x" % r, "%x" % s]
+        except ValueError:
+            decoded = None
+        out[t["tcId"]] = [direct, decoded]
+    print(json.dumps(out))
+"""
+
+
+def test_wycheproof_strict_der_signatures(interp: Interpreter, run_json: RunJSON) -> None:
+    # Every Wycheproof vector whose signature is well-formed DER, so that a verdict of
+    # "invalid" is p256.verify's to give, not the DER decoder's: modified r or s, r or s = 0,
+    # n, n - 1, p, r + n, points at infinity, x = 0, ...
+    vectors = json.loads((VECTORS / "wycheproof_ecdsa_p256_sha256_strict_der.json").read_text())
+    groups, expected, in_range_invalid = [], {}, 0
+    for group in vectors["testGroups"]:
+        point = bytes.fromhex(group["uncompressed"])
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        tests = []
+        for t in group["tests"]:
+            sig = bytes.fromhex(t["sig"])
+            # As stored: strict DER, and the verdict cryptography gives.
+            r, s = decode_dss_signature(sig)
+            assert encode_dss_signature(r, s) == sig, t["tcId"]
+            try:
+                key.verify(sig, bytes.fromhex(t["msg"]), ec.ECDSA(hashes.SHA256()))
+                verdict = "valid"
+            except InvalidSignature:
+                verdict = "invalid"
+            assert verdict == t["result"], t["tcId"]
+            expected[str(t["tcId"])] = (t["result"] == "valid", r, s)
+            in_range_invalid += verdict == "invalid" and 0 < r < N and 0 < s < N
+            tests.append({**t, "r": format(r, "x"), "s": format(s, "x")})
+        groups.append({"uncompressed": group["uncompressed"], "tests": tests})
+    assert (len(expected), sum(not v for v, _, _ in expected.values())) == (265, 91)
+    # So many pass the range checks: a verify that returned True after them would fail here.
+    assert in_range_invalid == 23
+    got: dict[str, list[Any]] = {}
+    # 1M: tcId 106 and 148 carry a 4129-byte r or s, a 25 KB line of JSON to parse.
+    for part in run_json(interp, STRICT_DER_SCRIPT, groups, heap="1M"):
+        got.update(part)
+    assert got.keys() == expected.keys()
+    for tc_id, (valid, r, s) in expected.items():
+        direct, decoded = got[tc_id]
+        assert direct is valid, f"tcId {tc_id}: p256.verify gave {direct}"
+        # Our decoder reads the same integers, or refuses an invalid signature outright.
+        if decoded is not None or valid:
+            assert decoded == [format(r, "x"), format(s, "x")], tc_id
+
+
 def test_fallback_without_table_file(mpy: Interpreter, run_json: RunJSON) -> None:
     script = (
         RANDOM_SCRIPT.replace(

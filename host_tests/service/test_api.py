@@ -10,6 +10,7 @@ import re
 import secrets
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -227,22 +228,43 @@ def test_self_verify_refusals(svc: RunningService) -> None:
         401,
         "auth_id was already used; call /claim/initiate again",
     )
-    # Lower-case hex is accepted; a replay of a successful verify is refused.
+    # The right HMAC in lower or mixed case is refused: the firmware writes each byte "%02X"
+    # (ESP RainMaker v1.16.0 esp_rmaker_claim.c), and so must a device that claims here. So
+    # are other lengths and non-hex digits.
+    variants: list[Callable[[str], str]] = [
+        str.lower,
+        lambda r: r[:64] + r[64:].lower(),
+        lambda r: r[:126],
+        lambda r: r + "00",
+        lambda r: "Z" + r[1:],
+        lambda r: "\uff10" + r[1:],  # FULLWIDTH DIGIT ZERO: a digit, not a hex digit
+    ]
+    for variant in variants:
+        init = initiate_self(svc, mac)
+        right = challenge_response(uid, init["challenge"])
+        wrong = variant(right)
+        assert wrong != right
+        status, text = _verify_self(svc, init["auth_id"], wrong, csr)
+        assert (status, json.loads(text)["description"]) == (
+            400,
+            "challenge_response must be 128 uppercase hex digits",
+        ), wrong
+        # The challenge was spent by the refused answer: the right one comes too late.
+        status, text = _verify_self(svc, init["auth_id"], right, csr)
+        assert (status, json.loads(text)["description"]) == (
+            401,
+            "auth_id was already used; call /claim/initiate again",
+        )
+    # A replay of a successful verify is refused.
     init = initiate_self(svc, mac)
-    right = challenge_response(uid, init["challenge"]).lower()
+    right = challenge_response(uid, init["challenge"])
     assert _verify_self(svc, init["auth_id"], right, csr)[0] == 200
     status, text = _verify_self(svc, init["auth_id"], right, csr)
     assert (status, json.loads(text)["description"]) == (
         401,
         "auth_id was already used; call /claim/initiate again",
     )
-    # Not hex, and the HMAC of another key.
-    init = initiate_self(svc, mac)
-    status, text = _verify_self(svc, init["auth_id"], "Z" * 128, csr)
-    assert (status, json.loads(text)["description"]) == (
-        400,
-        "challenge_response must be 128 hex digits",
-    )
+    # The HMAC of another key.
     init = initiate_self(svc, mac)
     other = challenge_response(bytes(16), init["challenge"])
     assert _verify_self(svc, init["auth_id"], other, csr)[0] == 401

@@ -166,7 +166,10 @@ def test_wrong_certificates(svc: RunningService, kind: str) -> None:
     r = call(svc, "POST", "/claim/verify", body)
     assert r.status == 200
     device, issuer = split_chain(r.json()["certificate"])
-    device.verify_directly_issued_by(issuer)  # still a genuine claim-CA certificate
+    # Still a genuine certificate of the service's claim CA (not only of the chain's issuer).
+    claim_ca = x509.load_pem_x509_certificate(svc.claim_ca_pem.encode())
+    device.verify_directly_issued_by(claim_ca)
+    assert issuer == claim_ca
     cn = device.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     same_key = device.public_key() == key.public_key()
     if kind == "wrong_key_cert":

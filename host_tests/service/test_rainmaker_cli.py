@@ -30,9 +30,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from esp_idf_nvs_partition_gen import nvs_partition_gen
 from rmbench import BUILD_DIR, REPO_ROOT
+from rmbench.micropython import Interpreter
 from rmbench.service.harness import RunningService, running_service
 from rmbench.service.store import Store
 
@@ -282,3 +285,116 @@ def run_cli(exe: Path, args: list[str], env: dict[str, str]) -> str:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     return output
+
+
+# esp-rainmaker-cli's own claim code (rmaker_tools/rmaker_claim/claim.py of the pinned 1.14.1:
+# start_claim_process -> set_claim_initiate_data, claim_initiate, set_claim_verify_data,
+# claim_verify) run in its venv with requests.post replaced: what it would send, and nothing
+# sent. Its session supplies the headers from the logged-in profile.
+CLI_CAPTURE = """
+import json, sys
+from cryptography.hazmat.primitives.asymmetric import ec
+from rmaker_tools.rmaker_claim import claim
+
+args = json.loads(sys.stdin.read())
+sent = []
+
+class Reply:
+    status_code = 200
+    def __init__(self, obj):
+        self.text = json.dumps(obj)
+
+def post(url, data=None, params=None, headers=None, verify=None):
+    sent.append({"url": url, "data": data, "params": params, "headers": headers})
+    if url.endswith("claim/initiate"):
+        return Reply({"node_id": args["node_id"]})
+    return Reply({"certificate": "-----BEGIN CERTIFICATE-----"})
+
+claim.requests.post = post
+key = ec.generate_private_key(ec.SECP256R1())
+claim.start_claim_process(args["mac"], args["platform"], key, False)
+print("SENT:" + json.dumps(sent))
+"""
+
+# Our device library's token-claim requests, as rmclaim.service.Service sends them.
+DEVICE_REQUESTS = """
+import sys, json
+from rmclaim import service
+args = json.loads(sys.stdin.read())
+reqs = [service.initiate_request(args["mac"], args["platform"], args["token"]),
+        service.verify_request(args["csr"], False, args["token"])]
+print(json.dumps([[path, dict(headers), body.decode()] for path, headers, body in reqs]))
+"""
+
+
+def _typed(obj: dict[str, object]) -> dict[str, tuple[str, object]]:
+    return {k: (type(v).__name__, v) for k, v in obj.items()}
+
+
+def _csr_cn(pem: str) -> str:
+    csr = x509.load_pem_x509_csr(pem.encode())
+    assert csr.is_signature_valid
+    (cn,) = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cn.value)
+
+
+@pytest.mark.slow
+def test_token_claim_requests_hold_what_esp_rainmaker_cli_sends(
+    tmp_path: Path, rainmaker_cli: Path, mpy: Interpreter
+) -> None:
+    token = _jwt({"exp": int(time.time()) + 3600, "custom:user_id": "u1", "iss": "rmbench"})
+    config = tmp_path / "rm-config"
+    write_profile(config, "http://127.0.0.1:9", token)  # never contacted
+    (tmp_path / "home").mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "RM_USER_CONFIG_DIR": str(config),
+    }
+    node_id = "VtXfecXiRKazHoBZkkLAHX"
+    args = {"mac": MAC, "platform": "esp32", "node_id": node_id}
+    proc = subprocess.run(
+        [str(rainmaker_cli.with_name("python")), "-c", CLI_CAPTURE],
+        input=json.dumps(args),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("SENT:")), None)
+    assert proc.returncode == 0 and line is not None, proc.stdout + proc.stderr
+    cli_initiate, cli_verify = json.loads(line[len("SENT:") :])
+    assert cli_initiate["url"].endswith("/claim/initiate")
+    assert cli_verify["url"].endswith("/claim/verify")
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    device_args = {"mac": MAC, "platform": "esp32", "token": token, "csr": csr_pem}
+    ours = json.loads(mpy.run(DEVICE_REQUESTS, stdin=json.dumps(device_args)))
+    (init_path, init_headers, init_body), (verify_path, verify_headers, verify_body) = ours
+    assert (init_path, verify_path) == ("/claim/initiate", "/claim/verify")
+
+    # The same headers the CLI's session sends (names case-insensitive), e.g. the raw token.
+    for sent, headers in ((cli_initiate, init_headers), (cli_verify, verify_headers)):
+        lowered = {k.lower(): v for k, v in headers.items()}
+        for name_, value in sent["headers"].items():
+            assert lowered.get(name_.lower()) == value, (name_, headers)
+    # initiate: the same JSON object for the same board (field order aside).
+    assert _typed(json.loads(init_body)) == _typed(json.loads(cli_initiate["data"]))
+    # verify: every field the CLI sends, of the same type, for the same node id; ours adds
+    # only what the firmware's assisted claim adds (ESP RainMaker v1.16.0 esp_rmaker_claim.c,
+    # handle_assisted_claim_init_response: "send_mqtt_host" true). The CLI keeps the PEM's
+    # final newline, the firmware drops it (escape_new_line), and so do we.
+    cli_obj, our_obj = json.loads(cli_verify["data"]), json.loads(verify_body)
+    assert set(our_obj) - set(cli_obj) == {"send_mqtt_host"}
+    assert _typed(our_obj)["send_mqtt_host"] == ("bool", True)
+    for field in cli_obj:
+        assert type(our_obj[field]) is type(cli_obj[field]), field
+    assert _csr_cn(cli_obj["csr"]) == _csr_cn(our_obj["csr"] + "\n") == node_id
+    assert cli_obj["csr"].endswith("-----END CERTIFICATE REQUEST-----\n")
+    assert our_obj["csr"] == csr_pem.rstrip("\n")
+    # matter=false: the CLI says so in the query, we leave it out (false either way).
+    assert cli_verify["params"] == {"matter": False}

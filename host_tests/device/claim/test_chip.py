@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,18 +130,88 @@ def test_host_tools_read_machine_strings_as_the_device_does(interp: Interpreter)
         assert res[machine][0] == host, machine
 
 
+def espefuse_unique_id_words(family: str) -> tuple[int, ...]:
+    """The register addresses of OPTIONAL_UNIQUE_ID's 32-bit words, lowest first, from
+    espefuse's own definitions for the chip (esptool 5.6.0 in .venv: espefuse/efuse/<chip>/
+    mem_definition.py, its block table and the fields it loads from efuse_defs/<chip>.yaml);
+    () when espefuse defines no such field for the chip."""
+    with warnings.catch_warnings():  # espefuse's CLI module imports a deprecated click API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mem = importlib.import_module(f"espefuse.efuse.{family}.mem_definition")
+    fields = mem.EfuseDefineFields(None)
+    found = [
+        f
+        for group in vars(fields).values()
+        if isinstance(group, list)
+        for f in group
+        if getattr(f, "name", None) == "OPTIONAL_UNIQUE_ID"
+    ]
+    if not found:
+        return ()
+    field = found[0]
+    assert (field.pos, field.bit_len) == (0, 128), field  # 4 whole words
+    blocks = [mem.EfuseDefineBlocks.get(b) for b in mem.EfuseDefineBlocks.BLOCKS]
+    (block,) = [b for b in blocks if b.id == field.block]
+    return tuple(block.rd_addr + 4 * (field.word + i) for i in range(field.bit_len // 32))
+
+
+# The families the table knows, as espefuse names the chips.
+FAMILIES = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c6", "esp32h2")
+
+
 def test_capabilities_per_family(interp: Interpreter) -> None:
     res = run_device(interp, LOOKUP, [*release_strings(), *MACHINES])
     caps = {r[0]: (r[2], r[3]) for r in res.values()}
-    assert caps == {
-        "esp32": (False, 0),
-        "esp32c2": (False, 0),
-        "esp32s2": (True, 0x3F41A05C),
-        "esp32s3": (True, 0x6000705C),
-        "esp32c3": (True, 0x6000885C),
-        "esp32c6": (True, 0x600B085C),
-        "esp32h2": (True, 0x600B085C),
-    }
+    assert sorted(caps) == sorted(FAMILIES)
+    for family in FAMILIES:
+        words = espefuse_unique_id_words(family)
+        # Self-claim where RainMaker allows it (Kconfig ESP_RMAKER_SELF_CLAIM: not ESP32, C2),
+        # always reading OPTIONAL_UNIQUE_ID where espefuse places it.
+        self_claim = family not in ("esp32", "esp32c2")
+        assert caps[family] == (self_claim, words[0] if self_claim else 0), family
+        assert bool(words) >= self_claim, f"espefuse has no OPTIONAL_UNIQUE_ID on {family}"
+
+
+UNIQUE_ID = """
+import sys
+
+class Mem32:
+    # Only the words ARGS gives exist: any other address is an error, not a zero.
+    def __getitem__(self, addr):
+        return ARGS["words"][str(addr)]
+
+class FakeMachine:
+    mem32 = Mem32()
+
+sys.modules["machine"] = FakeMachine
+from rmclaim import chip
+res = {}
+for family in ARGS["families"]:
+    try:
+        res[family] = chip.optional_unique_id(chip.info_for(family)).hex()
+    except Exception as e:
+        res[family] = err(e)
+out(res)
+"""
+
+
+def test_unique_id_read_from_the_words_espefuse_defines(interp: Interpreter) -> None:
+    words: dict[str, int] = {}
+    expected: dict[str, str] = {}
+    families = [f for f in FAMILIES if espefuse_unique_id_words(f)]
+    assert families == ["esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32h2"]
+    for n, family in enumerate(families):
+        # Each chip its own values, so that no other chip's address can give the right answer
+        # (C6 and H2 share theirs: espefuse has them at the same addresses).
+        values = [0x11223344 * (n + 1) + i for i in range(4)]
+        for addr, value in zip(espefuse_unique_id_words(family), values, strict=True):
+            words.setdefault(str(addr), value)
+        got_values = [words[str(a)] for a in espefuse_unique_id_words(family)]
+        # The field's bytes: each word little-endian, lowest address first (ESP-IDF
+        # esp_efuse_read_field_blob, as test_words_to_bytes_known_value checks).
+        expected[family] = struct.pack("<4I", *got_values).hex()
+    res = run_device(interp, UNIQUE_ID, {"words": words, "families": families})
+    assert res == expected
 
 
 def test_chip_table_agrees_with_board_profiles(interp: Interpreter) -> None:

@@ -9,6 +9,10 @@ import socket
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from rmbench.micropython import Interpreter
 
 from .support import LocalServer, issue_server, make_ca, read_request, reply, run_device, serving
@@ -158,6 +162,82 @@ def test_unusable_success_replies(exchange: dict[str, Any], name: str, text: str
 def test_challenge_response_is_uppercase_hmac_sha512(exchange: dict[str, Any]) -> None:
     expected = hmac.new(bytes(range(16)), "chAL1enge/é".encode(), hashlib.sha512).hexdigest()
     assert exchange["hmac"] == expected.upper() and len(expected) == 128
+
+
+# What the ESP RainMaker firmware sends, read from its source (ESP RainMaker v1.16.0,
+# components/esp_rainmaker/src/core/esp_rmaker_claim.c), one rule per field:
+# - claim/initiate, self and assisted claims alike (generate_claim_init_request): snprintf
+#   "{\"mac_addr\":\"%02X%02X%02X%02X%02X%02X\",\"platform\":\"%s\"}" of the base MAC
+#   (esp_read_mac ESP_MAC_BASE) and CONFIG_IDF_TARGET: two strings.
+# - claim/verify of a self-claim (handle_self_claim_init_response, json_gen): "auth_id", the
+#   string initiate returned; "challenge_response", each of the 64 bytes of HMAC-SHA512(the
+#   16-byte OPTIONAL_UNIQUE_ID, the challenge string) as snprintf "%02X"; "csr", the PEM after
+#   escape_new_line (its one final newline dropped, "\n" escapes); "node_policies" only when
+#   built with CONFIG_ESP_RMAKER_CLAIM_VIDEOSTREAM_SUPPORT (not modelled here).
+# - claim/verify of an assisted claim, relayed with the user's token (handle_assisted_claim_
+#   init_response): "csr" as above and "send_mqtt_host", a JSON true (json_gen_obj_set_bool).
+# The expected objects are built from these rules with hashlib/hmac, not from rmclaim.
+BODIES = """
+import sys
+
+class FakeMachine:
+    # The base MAC as machine.unique_id() gives it on ESP32 ports.
+    @staticmethod
+    def unique_id():
+        return bytes.fromhex(ARGS["mac"])
+
+sys.modules["machine"] = FakeMachine
+from rmclaim import chip, service
+mac = chip.base_mac()
+platform = chip.info_for(ARGS["family"]).platform
+uid = bytes.fromhex(ARGS["uid"])
+res = {
+    "initiate_self": service.initiate_request(mac, platform)[2].decode(),
+    "verify_self": service.verify_request(
+        ARGS["csr"], False, None, ARGS["auth_id"],
+        service.challenge_response(uid, ARGS["challenge"]))[2].decode(),
+    "initiate_token": service.initiate_request(mac, platform, "tok")[2].decode(),
+    "verify_token": service.verify_request(ARGS["csr"], False, "tok")[2].decode(),
+}
+out(res)
+"""
+
+
+def _csr_pem(cn: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _typed(obj: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    # Compared with its JSON types: in Python True == 1, in JSON true is not 1.
+    return {k: (type(v).__name__, v) for k, v in obj.items()}
+
+
+@pytest.mark.parametrize("family", ["esp32s3", "esp32c3"])
+def test_request_bodies_hold_what_the_firmware_sends(interp: Interpreter, family: str) -> None:
+    mac = bytes.fromhex("7cdfa1e25ea0")
+    uid = bytes(range(0xF0, 0x100))
+    challenge = "chAL1enge/\u00e9-" + "x" * 100  # up to 128 characters, any text
+    csr = _csr_pem(mac.hex().upper())
+    args = {"mac": mac.hex(), "family": family, "uid": uid.hex(), "challenge": challenge}
+    res = run_device(interp, BODIES, {**args, "csr": csr, "auth_id": "AuthId-1"})
+    got = {name: json.loads(body) for name, body in res.items()}
+    firmware_mac = "".join(format(b, "02X") for b in mac)  # printf "%02X", Python spelling
+    firmware_csr = csr[:-1] if csr.endswith("\n") else csr  # escape_new_line
+    digest = hmac.new(uid, challenge.encode(), hashlib.sha512).digest()
+    firmware_initiate = {"mac_addr": firmware_mac, "platform": family}  # CONFIG_IDF_TARGET
+    assert _typed(got["initiate_self"]) == _typed(firmware_initiate)
+    assert _typed(got["initiate_token"]) == _typed(firmware_initiate)
+    assert _typed(got["verify_self"]) == _typed(
+        {
+            "auth_id": "AuthId-1",
+            "challenge_response": "".join(format(b, "02X") for b in digest),
+            "csr": firmware_csr,
+        }
+    )
+    assert _typed(got["verify_token"]) == _typed({"csr": firmware_csr, "send_mqtt_host": True})
 
 
 MAP = """

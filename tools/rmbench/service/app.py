@@ -119,7 +119,8 @@ _VERIFY_BODY: dict[str, Any] = {
                 "auth_id": {"type": "string"},
                 "challenge_response": {
                     "type": "string",
-                    "description": "uppercase hex of HMAC-SHA512(unique id, challenge)",
+                    "pattern": "^[0-9A-F]{128}$",
+                    "description": "HMAC-SHA512(unique id, challenge) as 128 uppercase hex digits",
                 },
                 "send_mqtt_host": {"type": "boolean"},
                 "node_policies": {"type": "string"},

@@ -41,7 +41,10 @@ DEFAULT_MQTT_CRED_HOST = "c10yordfvrjdjb.credentials.iot.us-east-1.amazonaws.com
 RSA_BITS = (2048, 4096)  # bigger keys would push the reply past the device's 3 KB limit
 
 MAC_RE = re.compile(r"[0-9A-F]{12}")
-_HEX_RE = re.compile(r"[0-9A-Fa-f]+")
+# The self-claim answer exactly as the firmware writes it: each of the 64 HMAC-SHA512 bytes as
+# snprintf "%02X" (ESP RainMaker v1.16.0 components/esp_rainmaker/src/core/esp_rmaker_claim.c,
+# handle_self_claim_init_response), so 128 uppercase hex digits; anything else is refused.
+CHALLENGE_RESPONSE_RE = re.compile(r"[0-9A-F]{128}")
 
 # The texts the real service is known to use (rainmaker-claiming.md 2d).
 PLATFORM_INVALID = "Platform is invalid"
@@ -220,13 +223,13 @@ class ClaimService:
             raise ClaimFailure(401, "auth_id was already used; call /claim/initiate again")
         if challenge.expires < time.time():
             raise ClaimFailure(401, "auth_id has expired; call /claim/initiate again")
-        if len(response) != 128 or not _HEX_RE.fullmatch(response):
-            raise ClaimFailure(400, "challenge_response must be 128 hex digits")
+        if not CHALLENGE_RESPONSE_RE.fullmatch(response):
+            raise ClaimFailure(400, "challenge_response must be 128 uppercase hex digits")
         unique_id = self.store.unique_id(challenge.mac)
         if unique_id is None:
             raise ClaimFailure(403, f"MAC {challenge.mac} is no longer registered")
         expected = hmac.new(unique_id, challenge.challenge.encode(), hashlib.sha512).hexdigest()
-        if not hmac.compare_digest(expected.upper(), response.upper()):
+        if not hmac.compare_digest(expected.upper(), response):
             raise ClaimFailure(401, "challenge_response is wrong")
         csr = load_csr(csr_text, matter)
         check_common_name(csr, challenge.mac, "the MAC address")

@@ -12,7 +12,7 @@ import sqlite3
 import string
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,11 @@ class StoreError(Exception):
 
 class Store:
     """The database of one state directory; safe to share between threads."""
+
+    # Test-only: called with the node id inside claim_node's transaction, after the owner's
+    # claims are counted and before the node is marked claimed (host_tests/service/
+    # test_races.py holds a claim there to make a quota race certain). None in every real run.
+    quota_counted: Callable[[str], None] | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -302,6 +307,8 @@ class Store:
                     "SELECT quota FROM users WHERE user_id = ?", (user_id,)
                 ).fetchone()
                 over = self._claimed_count(db, user_id) >= quota
+                if self.quota_counted is not None:
+                    self.quota_counted(node_id)
                 if not over:
                     db.execute("UPDATE nodes SET claimed = 1 WHERE node_id = ?", (node_id,))
             yield db, over

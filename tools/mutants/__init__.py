@@ -1,0 +1,1 @@
+"""Mutation testing: deliberate breakages that the tests must catch (`make mutants`)."""

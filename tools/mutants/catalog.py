@@ -1,0 +1,312 @@
+"""The mutations `make mutants` tries: deliberate breakages, each with the tests that catch it.
+
+Each mutation replaces exact text (which must occur once) in files of a scratch copy of the
+repository; `expect` says what the suite should do with it today: "caught" (a test fails),
+"skipped" (the test reports it compared nothing), or "later" (known to get through until other
+work lands; `note` says which). A mutation whose text is no longer in the file is "stale":
+update it here when the code it breaks moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace `old` (which must occur exactly once in `path`) with `new`."""
+
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]  # pytest arguments: paths, node ids, -k expressions
+    expect: str = "caught"
+    note: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_STORE_CLAIM_NODE = """        with self.transaction() as db:
+            row = db.execute(
+                "SELECT user_id, claimed FROM nodes WHERE node_id = ?", (node_id,)"""
+
+_FINISH_CHECK = """    try:
+        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
+    finally:
+        unload("check", "x509", "csr", "p256", "asn1")
+    from rmclaim import store
+
+    st = store.Store()
+    if st.key_pem() != key_pem:
+        raise ClaimError("store: the stored key changed during the claim; nothing stored")
+    ev.run(
+        "store",
+        st.save_identity,
+        reply.certificate,
+        node_id,
+        reply.mqtt_host,
+        reply.mqtt_cred_host,
+    )
+"""
+
+_FINISH_STORE_FIRST = """    from rmclaim import store
+
+    st = store.Store()
+    if st.key_pem() != key_pem:
+        raise ClaimError("store: the stored key changed during the claim; nothing stored")
+    ev.run(
+        "store",
+        st.save_identity,
+        reply.certificate,
+        node_id,
+        reply.mqtt_host,
+        reply.mqtt_cred_host,
+    )
+    try:
+        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
+    finally:
+        unload("check", "x509", "csr", "p256", "asn1")
+"""
+
+_WORDS_LE = """        out[4 * i] = w & 0xFF
+        out[4 * i + 1] = (w >> 8) & 0xFF
+        out[4 * i + 2] = (w >> 16) & 0xFF
+        out[4 * i + 3] = w >> 24"""
+
+_WORDS_BE = """        out[4 * i + 3] = w & 0xFF
+        out[4 * i + 2] = (w >> 8) & 0xFF
+        out[4 * i + 1] = (w >> 16) & 0xFF
+        out[4 * i] = w >> 24"""
+
+# The index blob (rmclaim_lens) written first, listing lengths of blobs not written yet.
+_INDEX_FIRST = """        try:
+            final = list(lens)
+            for slot, data in items:
+                final[slot] = 0 if data is None else len(data)
+            early = bytearray(_INDEX_LEN)
+            early[0] = _LAYOUT
+            for i, n in enumerate(final):
+                early[1 + 2 * i] = n & 0xFF
+                early[2 + 2 * i] = n >> 8
+            nvs.set_blob(_INDEX, early)
+            for slot, data in items:"""
+
+_INDEX_LAST = """            index = bytearray(_INDEX_LEN)
+            index[0] = _LAYOUT
+            for i, n in enumerate(lens):
+                index[1 + 2 * i] = n & 0xFF
+                index[2 + 2 * i] = n >> 8
+            nvs.set_blob(_INDEX, index)
+            nvs.commit()
+"""
+
+_POWER_CYCLE = """        since = self.mark()
+        self._note(f"[power-cycle] power_cut={power_cut}")"""
+
+# A host-side cut that always lands after the claim: wait for this boot's claimed line first.
+_POWER_CYCLE_LATE = """        since = self.mark()
+        if power_cut is None and self.info.state != "off":
+            boot = bytes(self._console).rfind(b"rmclaim: step=config")
+            self.expect(r"step=claimed ok", timeout=120, since=max(boot, 0))
+        self._note(f"[power-cycle] power_cut={power_cut}")"""
+
+_STATUS_BOOL = Edit(
+    "firmware/rmboot.py",
+    'return "yes" if v else "no"',
+    'return "true" if v else "false"',
+)
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # --- caught before issue 13 ---------------------------------------------------------------
+    Mutation(
+        "hostname-check",
+        "TLS without the hostname: wrap_socket gets no server_hostname (MicroPython's tls then "
+        "refuses CERT_REQUIRED outright, so every TLS test fails)",
+        (
+            Edit(
+                "lib/rmclaim/trust.py",
+                "ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)",
+                "ctx.wrap_socket(raw, do_handshake_on_connect=False)",
+            ),
+        ),
+        ("host_tests/device/claim/test_https.py",),
+    ),
+    Mutation(
+        "store-before-check",
+        "the certificate stored before it is checked",
+        (Edit("lib/rmclaim/claim.py", _FINISH_CHECK, _FINISH_STORE_FIRST),),
+        ("host_tests/device/claim/test_claim.py",),
+    ),
+    Mutation(
+        "efuse-byte-order",
+        "eFuse words turned into bytes big-endian",
+        (Edit("lib/rmclaim/chip.py", _WORDS_LE, _WORDS_BE),),
+        ("host_tests/device/claim/test_chip.py",),
+    ),
+    Mutation(
+        "hmac-key",
+        "the challenge HMAC keyed with the challenge instead of the unique id",
+        (
+            Edit(
+                "lib/rmclaim/service.py",
+                "sha512.hmac_sha512(unique_id, challenge.encode())",
+                "sha512.hmac_sha512(challenge.encode(), unique_id)",
+            ),
+        ),
+        ("host_tests/device/claim/test_service_client.py",),
+    ),
+    Mutation(
+        "p256-verify-inverse",
+        "p256.verify inverts r instead of s",
+        (Edit("lib/rmclaim/p256.py", "    w = _inv(s, n)\n", "    w = _inv(r, n)\n"),),
+        ("host_tests/device/test_p256.py",),
+    ),
+    Mutation(
+        "flash-nvs-splice",
+        "rmbench flash reads the board's NVS but writes the image without it",
+        (
+            Edit(
+                "tools/rmbench/flash.py",
+                "data[lo : lo + len(piece)] = piece",
+                "del lo, piece",
+            ),
+        ),
+        ("host_tests/tools/test_flash.py",),
+    ),
+    Mutation(
+        "cn-check",
+        "a certificate whose CN is not the node id is accepted",
+        (Edit("lib/rmclaim/check.py", "    if cn != node_id:\n", "    if False:\n"),),
+        ("host_tests/device/claim/test_store.py", "host_tests/device/claim/test_claim.py"),
+    ),
+    # --- got through before issue 13 ----------------------------------------------------------
+    Mutation(
+        "quota-no-transaction",
+        "the service counts a user's claims and claims the node outside a transaction",
+        (
+            Edit(
+                "tools/rmbench/service/store.py",
+                _STORE_CLAIM_NODE,
+                _STORE_CLAIM_NODE.replace(
+                    "        with self.transaction() as db:\n",
+                    "        db = self._connection()\n        if True:\n",
+                ),
+            ),
+        ),
+        ("host_tests/service/test_races.py",),
+    ),
+    Mutation(
+        "quota-deferred-transaction",
+        "the service's write transactions start deferred (BEGIN), taking the lock late",
+        (
+            Edit(
+                "tools/rmbench/service/store.py",
+                'conn.execute("BEGIN IMMEDIATE")',
+                'conn.execute("BEGIN")',
+            ),
+        ),
+        ("host_tests/service/test_races.py",),
+    ),
+    Mutation(
+        "index-before-blobs",
+        "the store's index blob (rmclaim_lens) written before the blobs it lists",
+        (
+            Edit(
+                "lib/rmclaim/store.py",
+                "        try:\n            for slot, data in items:",
+                _INDEX_FIRST,
+            ),
+            # ... and not again after them: the phase makes as many NVS writes as before.
+            Edit("lib/rmclaim/store.py", _INDEX_LAST, "            nvs.commit()\n"),
+        ),
+        ("host_tests/device/claim/test_power_cut.py", "host_tests/bench/test_power_cut.py"),
+        expect="later",
+        note="caught once the virtual board's NVS persists each write (issue 13 item 2)",
+    ),
+    Mutation(
+        "challenge-lowercase",
+        "the self-claim challenge response sent as lowercase hex",
+        (Edit("lib/rmclaim/service.py", ".decode().upper()", ".decode()"),),
+        (
+            "host_tests/device/claim/test_service_client.py",
+            "host_tests/device/claim/test_claim.py::test_self_claim",
+        ),
+    ),
+    Mutation(
+        "p256-true-after-range-checks",
+        "p256.verify returns True once r, s and the point pass the range checks",
+        (
+            Edit(
+                "lib/rmclaim/p256.py",
+                "        return False\n    w = _inv(s, n)\n",
+                "        return False\n    return True\n",
+            ),
+        ),
+        ("host_tests/device/test_p256.py", "-k", "wycheproof"),
+    ),
+    Mutation(
+        "efuse-address",
+        "ESP32-S3's OPTIONAL_UNIQUE_ID read one block too far (table and board profile agree)",
+        (
+            Edit("lib/rmclaim/chip.py", "True, 0x6000705C)", "True, 0x6000707C)"),
+            Edit(
+                "boards/esp32s3.toml",
+                "efuse_unique_id = 0x6000705C",
+                "efuse_unique_id = 0x6000707C",
+            ),
+        ),
+        ("host_tests/device/claim/test_chip.py",),
+    ),
+    Mutation(
+        "efuse-word-stride",
+        "the four eFuse words read at consecutive byte addresses",
+        (Edit("lib/rmclaim/chip.py", "machine.mem32[addr + 4 * i]", "machine.mem32[addr + i]"),),
+        ("host_tests/device/claim/test_chip.py",),
+    ),
+    Mutation(
+        "power-cut-after-claim",
+        "the bench's power cut after a network step lands only once the board has claimed",
+        (Edit("tools/rmbench/board.py", _POWER_CYCLE, _POWER_CYCLE_LATE),),
+        ("host_tests/bench/test_power_cut.py", "-k", "network_step"),
+        expect="later",
+        note="caught once test_power_cut asserts where the cut landed (issue 13 item 6)",
+    ),
+    Mutation(
+        "status-line-format",
+        "status lines print booleans as true/false",
+        (_STATUS_BOOL,),
+        ("host_tests/bench/test_status_lines.py",),
+    ),
+    Mutation(
+        "status-line-format-update-mode",
+        "the same, with RMBENCH_UPDATE_GOLDEN=1: regenerated, and reported skipped",
+        (_STATUS_BOOL,),
+        ("host_tests/bench/test_status_lines.py", "-k", "first_boot"),
+        expect="skipped",
+        env={"RMBENCH_UPDATE_GOLDEN": "1"},
+    ),
+    Mutation(
+        "fault-cert-other-ca",
+        "the wrong_key_cert/wrong_cn_cert faults sign with another CA and send that CA",
+        (
+            Edit(
+                "tools/rmbench/service/faults.py",
+                "certs.pem(ca.device_certificate(claim_ca, key, cn)) + chain[end:]",
+                "certs.pem(ca.device_certificate(other, key, cn)) + other.pem",
+            ),
+            Edit(
+                "tools/rmbench/service/faults.py",
+                '    obj["certificate"] = certs.pem(',
+                "    other = ca._new_ca(claim_ca.cert.subject)\n"
+                '    obj["certificate"] = certs.pem(',
+            ),
+        ),
+        ("host_tests/service/test_faults.py", "-k", "wrong"),
+    ),
+)
