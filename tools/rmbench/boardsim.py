@@ -94,13 +94,19 @@ class SimBoard:
         heap: str | None = None,
         **kwargs: Any,
     ) -> str:
-        """Run `code` on this board (boardsim modules first on the path); returns stdout."""
+        """Run `code` on this board (boardsim modules first on the path); returns stdout.
+
+        heap defaults to the board's GC heap, as the interpreter needs it (see
+        Interpreter.board_heap: scaled on a 64-bit MicroPython).
+        """
         full_env = {**self.env(), **(env or {})}
+        if heap is None and interpreter.name == "micropython":
+            heap = interpreter.board_heap(self.profile.gc_heap)
         return interpreter.run(
             code,
             path=[*self.path(), *path],
             env=full_env,
-            heap=heap or self.profile.gc_heap,
+            heap=heap,
             **kwargs,
         )
 

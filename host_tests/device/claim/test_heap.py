@@ -76,8 +76,9 @@ def test_claim_fits_the_profile_heap(
     profile: str,
     token: str | None,
 ) -> None:
+    # The board's working heap (its initial heap grown once), scaled on a 64-bit port.
     board = new_board(f"heap-{profile}", profile)
-    heap = all_profiles()[profile].gc_heap
+    heap = mpy.board_heap(all_profiles()[profile].gc_heap)
     res = _claim(mpy, svc, board, heap, [deployed_sim, deployed_lib], token)
     _check(res, board, token)
 
