@@ -10,6 +10,7 @@ from typing import Any
 
 from rmbench import BOARDS_DIR
 from rmbench.errors import UsageError
+from rmbench.micropython import heap_bytes
 
 CLAIM_MODES = ("self", "token", "host")
 
@@ -33,7 +34,10 @@ class BoardProfile:
     wifi: bool
     claim_mode: str
     led_pin: int | None
+    # The GC heap the board works with: what the port allocates at start-up (gc_heap_initial),
+    # grown once (doubled). Sizes at 32 bits, as on the chip.
     gc_heap: str
+    gc_heap_initial: str
     efuse_unique_id: int | None = None
 
 
@@ -53,6 +57,13 @@ def _load(path: Path) -> BoardProfile:
         raise UsageError(f"{path.name}: claim_mode must be one of {', '.join(CLAIM_MODES)}")
     if profile.self_claim and profile.efuse_unique_id is None:
         raise UsageError(f"{path.name}: a self-claim board needs efuse_unique_id")
+    for key in ("gc_heap", "gc_heap_initial"):
+        try:
+            heap_bytes(getattr(profile, key))
+        except ValueError as e:
+            raise UsageError(f"{path.name}: {key}: {e}") from e
+    if heap_bytes(profile.gc_heap) < heap_bytes(profile.gc_heap_initial):
+        raise UsageError(f"{path.name}: gc_heap is smaller than gc_heap_initial")
     if path.stem != profile.name:
         raise UsageError(f"{path.name}: name {profile.name!r} does not match the file name")
     return profile
