@@ -2,9 +2,9 @@
 
 Each run is one fresh simulated board (tools/boardsim: an ESP32-S3 for self-claims, an ESP32 for
 token claims) claiming from the local claiming service over TLS, with lib/rmclaim and the board
-doubles deployed as .mpy files (the doubles first on the path: on a board they are built-in
-modules and cost no heap to compile), and the config read from a JSON file, as a board reads
-/rmclaim.json. Figures:
+doubles deployed as .mpy files at paths as long as a board's (rmbench.boardsim.deploy_for_heap:
+the doubles first on the path, and on a board they are built-in modules and cost no heap to
+compile), and the config read from a JSON file, as a board reads /rmclaim.json. Figures:
 - wall time of each step of a self-claim (medians of RUNS claims), the whole claim, and the TLS
   handshakes per claim;
 - claim_peak_heap_bytes: the claim's high-water mark on the GC heap, by bench_crypto's ballast
@@ -33,14 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rmbench.boardsim import SIM_DIR, create_board
-from rmbench.micropython import (
-    Interpreter,
-    compile_library,
-    compile_package,
-    micropython,
-    micropython32,
-)
+from rmbench.boardsim import create_board, deploy_for_heap
+from rmbench.micropython import Interpreter, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
 
 from benchmarks.bench_crypto import BALLAST
@@ -85,19 +79,17 @@ print("ok", free)
 """
 
 
-def _deploy(target: Path) -> Path:
-    """lib/rmclaim and tools/boardsim compiled with mpy-cross into target; returns target."""
-    compile_library(target)
-    return compile_package(SIM_DIR, target)
-
-
 class _Bench:
     def __init__(
-        self, svc: RunningService, root: Path, deployed: Path, port: Interpreter | None = None
+        self,
+        svc: RunningService,
+        root: Path,
+        deployed: tuple[Path, list[Path]],
+        port: Interpreter | None = None,
     ) -> None:
         self.svc = svc
         self.root = root
-        self.deployed = deployed
+        self.deployed, self.path = deployed  # run in it, with that path (deploy_for_heap)
         self.port = port or micropython()
         self.n = 0
 
@@ -120,7 +112,12 @@ class _Bench:
         config.write_text(json.dumps(cfg))
         # Not board.run(), which puts the doubles' sources first on the path.
         return self.port.run(
-            script % str(config), heap=heap, path=[self.deployed], env=board.env(), check=False
+            script % str(config),
+            heap=heap,
+            path=self.path,
+            env=board.env(),
+            check=False,
+            cwd=self.deployed,
         )
 
     def timed(self) -> dict[str, Any]:
@@ -166,7 +163,7 @@ class _Bench:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-claim-") as tmp:
         root = Path(tmp)
-        deployed = _deploy(root / "deployed")
+        deployed = root / "deployed", deploy_for_heap(root / "deployed")
         with running_service(root / "svc") as svc:
             bench = _Bench(svc, root / "boards", deployed)
             bench.timed()  # warm-up: the service's first TLS session and imports

@@ -23,13 +23,27 @@ from pathlib import Path
 from typing import Any
 
 from rmbench import REPO_ROOT
-from rmbench.micropython import Interpreter
+from rmbench.micropython import Interpreter, compile_library, compile_package
 from rmbench.profiles import BoardProfile, get_profile
 
 SIM_DIR = REPO_ROOT / "tools" / "boardsim"
 DEFAULT_WIFI = ("rmbench", "bench-pass")
 # Espressif's OUI, so simulated MACs look like real ones (7C:DF:A1:xx:xx:xx).
 _OUI = "7CDFA1"
+
+
+def deploy_for_heap(target: Path) -> list[Path]:
+    """lib/rmclaim and the board doubles compiled into target/lib and target/sim, for heap
+    measurements; returns the path entries to run with (relative: run with cwd=target).
+
+    MicroPython interns each module's file name (__file__) as a qstr, which stays on the heap
+    for good: with relative entries they are as long as a board's (lib/rmclaim/x.mpy against
+    /lib/rmclaim/x.mpy), not a temporary directory's. The doubles come first and as .mpy: on
+    a board they are built-in modules and cost no heap to compile.
+    """
+    compile_library(target / "lib")
+    compile_package(SIM_DIR, target / "sim")
+    return [Path("sim"), Path("lib")]
 
 
 def derive_identity(name: str) -> tuple[str, bytes]:

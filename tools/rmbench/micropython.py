@@ -168,10 +168,12 @@ class Interpreter:
         env: dict[str, str] | None = None,
         timeout: float = 120.0,
         check: bool = True,
+        cwd: Path | None = None,
     ) -> str:
         """Run `code` as a script with lib/ (and `path`) importable; return its stdout.
 
-        heap is a MicroPython `-X heapsize=` value such as "64K"; CPython ignores it.
+        heap is a MicroPython `-X heapsize=` value such as "64K"; CPython ignores it. cwd is
+        the working directory (relative `path` entries are relative to it).
         """
         dirs = [*map(str, path), str(LIB_DIR)]
         full_env = dict(os.environ)
@@ -196,6 +198,7 @@ class Interpreter:
                 env=full_env,
                 timeout=timeout,
                 check=False,
+                cwd=cwd,
             )
         finally:
             os.unlink(script.name)
