@@ -12,7 +12,7 @@
 
 import binascii
 
-from rmclaim.errors import DERError
+from rmclaim.errors import ClaimError, DERError
 
 # SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66 bytes: 00 04 x y) }
 _SPKI_PREFIX = b"0Y0\x13\x06\x07*\x86H\xce=\x02\x01\x06\x08*\x86H\xce=\x03\x01\x07\x03B\x00"
@@ -23,6 +23,8 @@ _SEC1_TAIL = b"\xa0\n\x06\x08*\x86H\xce=\x03\x01\x07\xa1D\x03B\x00"
 # SEQUENCE { ecdsa-with-SHA256 } (no parameters, RFC 5758)
 _ECDSA_SHA256 = b"0\n\x06\x08*\x86H\xce=\x04\x03\x02"
 _CN_OID = b"\x06\x03U\x04\x03"
+# Matter claims carry these subject attributes (the CLI's test vendor/product ids).
+_MATTER_SUBJECT = (("1.3.6.1.4.1.37244.2.1", "131B"), ("1.3.6.1.4.1.37244.2.2", "0002"))
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _SPACE = b" \t\r\n\x0b\x0c"
 
@@ -83,6 +85,16 @@ def build_csr(d, common_name, extra_subject=None):
     r, s = p256.sign(d, hashlib.sha256(info).digest())
     sig = _tlv(0x30, _integer(r) + _integer(s))
     return _tlv(0x30, info + _ECDSA_SHA256 + _tlv(3, b"\x00" + sig))
+
+
+def request_pem(d, node_id, matter=False):
+    # The CSR of a claim as PEM: CN the node id, with the Matter subject attributes when
+    # matter (rmclaim.claim offers it as build_csr_pem). ClaimError if it cannot be built.
+    try:
+        der = build_csr(d, node_id, _MATTER_SUBJECT if matter else None)
+    except ValueError as e:
+        raise ClaimError("csr: cannot build a request for node id %r: %s" % (node_id, e)) from e
+    return pem_encode(der, "CERTIFICATE REQUEST")
 
 
 def encode_private_key(d):

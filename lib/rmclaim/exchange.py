@@ -7,7 +7,7 @@
 # challenge, or a token claim's CSR for the node id) the session stays open while no network
 # code is on the heap at all.
 
-from rmclaim.claim import build_csr_pem, settle, unload
+from rmclaim.claim import settle, unload
 
 
 def run(cfg, ev, ident, mode, uid, d, csr_cache):
@@ -37,7 +37,7 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
             # is made before the network part, and again in an attempt after one that sent
             # it).
             csr_cache.clear()
-            csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
+            csr_cache[node_id] = ev.run("csr", _request_pem, d, node_id, cfg.matter)
             unload("csr", "p256", "asn1")
             csr_cache[node_id] = settle(csr_cache[node_id])
         # The CSR leaves the cache with its request: kept for a retry, it would stay on the
@@ -61,6 +61,12 @@ def _service(name, *args):
     from rmclaim import service
 
     return getattr(service, name)(*args)
+
+
+def _request_pem(d, node_id, matter):
+    from rmclaim import csr
+
+    return csr.request_pem(d, node_id, matter)
 
 
 def _context(ca):
