@@ -7,6 +7,15 @@ PY := $(VENV)/bin/python
 TYPINGS := $(VENV)/typings
 STAMP := $(VENV)/.setup-done
 PYTEST_ARGS ?=
+# MICROPYTHON32=PATH: a 32-bit MicroPython Unix port, whose objects are the size of an ESP32's
+# (see README "32-bit heap figures"). When given, `make test` also runs TESTS32 on it,
+# `make bench` adds its heap figures, and virtual boards run on it with the board's real heap.
+MICROPYTHON32 ?=
+TESTS32 ?= host_tests/device
+ifneq ($(strip $(MICROPYTHON32)),)
+override MICROPYTHON32 := $(abspath $(MICROPYTHON32))
+export MICROPYTHON32
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lint format typecheck test bench mutants clean
@@ -38,8 +47,11 @@ typecheck: setup ## mypy: device code against micropython-esp32-stubs, host code
 	$(VENV)/bin/mypy --config-file mypy-device.ini
 	$(VENV)/bin/mypy --config-file mypy.ini
 
-test: lint typecheck ## lint, type checks and every test (what CI runs)
+test: lint typecheck ## lint, type checks and every test (what CI runs); MICROPYTHON32=PATH adds a 32-bit run
 	$(PY) -m pytest $(PYTEST_ARGS)
+ifneq ($(strip $(MICROPYTHON32)),)
+	$(PY) -m pytest $(TESTS32) --unix-port=32 $(PYTEST_ARGS)
+endif
 
 bench: setup ## benchmarks: print figures and write build/bench.json
 	@mkdir -p build

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rmbench.micropython import Interpreter, cpython, micropython
+from rmbench.micropython import Interpreter, cpython, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
 
 # Capabilities a bench test may need; `@pytest.mark.needs("power_cut")` skips where the board
@@ -35,6 +35,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="this machine's address as real boards reach it (the bench tests' local service)",
     )
+    group.addoption(
+        "--unix-port",
+        choices=("64", "32"),
+        default="64",
+        help="the MicroPython Unix port device code runs on: 64 (.venv's, default) or 32 (the "
+        "32-bit one $MICROPYTHON32 names; `make test` runs host_tests/device on both when given)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,18 +49,56 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs(capability): skip unless the board under test has this capability"
     )
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    if config.getoption("--unix-port") == "32":
+        try:
+            found = micropython32()
+        except (OSError, ValueError) as e:
+            raise pytest.UsageError(f"--unix-port=32: {e}") from e
+        if found is None:
+            raise pytest.UsageError(
+                "--unix-port=32 needs MICROPYTHON32=PATH, a 32-bit MicroPython Unix port"
+            )
+
+
+def _unix_port(config: pytest.Config) -> Interpreter:
+    if config.getoption("--unix-port") == "32":
+        port = micropython32()
+        assert port is not None  # checked in pytest_configure
+        return port
+    return micropython()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        port = _unix_port(config)
+        return f"device code on: MicroPython Unix port, {port.bits}-bit ({port.argv[0]})"
+    except (OSError, ValueError) as e:
+        return f"device code on: no MicroPython Unix port ({e})"
 
 
 @pytest.fixture(scope="session")
-def mpy() -> Interpreter:
-    """The MicroPython Unix port from .venv (the interpreter device code must run on)."""
-    return micropython()
+def mpy(request: pytest.FixtureRequest) -> Interpreter:
+    """The MicroPython Unix port device code must run on: .venv's, or the 32-bit one with
+    --unix-port=32."""
+    return _unix_port(request.config)
+
+
+@pytest.fixture(scope="session")
+def mpy32(mpy: Interpreter) -> Interpreter:
+    """A 32-bit MicroPython Unix port (objects the size of an ESP32's): `mpy` when it is one,
+    else the one $MICROPYTHON32 names; the test is skipped when there is none."""
+    if mpy.bits == 32:
+        return mpy
+    port = micropython32()
+    if port is None:
+        pytest.skip("needs a 32-bit MicroPython Unix port: set MICROPYTHON32=PATH")
+    return port
 
 
 @pytest.fixture(scope="session", params=["micropython", "cpython"])
 def interp(request: pytest.FixtureRequest) -> Iterator[Interpreter]:
     """Each interpreter device code runs on: the MicroPython Unix port, then CPython."""
-    yield micropython() if request.param == "micropython" else cpython()
+    yield _unix_port(request.config) if request.param == "micropython" else cpython()
 
 
 @pytest.fixture

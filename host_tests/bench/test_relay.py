@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from rmbench.deploy import bundle, mpy_version_of
+from rmbench.micropython import heap_bytes, host_heap
 from rmbench.vboard.relay import OutputFilter
-from rmbench.vboard.supervisor import host_heap
 
 
 def feed_all(f: OutputFilter, *chunks: bytes) -> tuple[bytes, list[str]]:
@@ -63,13 +63,19 @@ def test_repl_mode_follows_the_banners() -> None:
     ("size", "host"), [("110K", "165K"), ("64K", "96K"), ("1M", "1536K"), ("100", "150")]
 )
 def test_host_heap_scales_a_32_bit_heap(size: str, host: str) -> None:
-    assert host_heap(size) == host
+    assert host_heap(size, 64) == host
+    assert heap_bytes(host_heap(size, 32)) == heap_bytes(size)  # 32-bit: the board's own
 
 
 @pytest.mark.parametrize("bad", ["", "K", "-5K", "12Q", "0"])
 def test_host_heap_rejects_nonsense(bad: str) -> None:
     with pytest.raises(ValueError, match="heap must be a size"):
-        host_heap(bad)
+        host_heap(bad, 64)
+
+
+def test_host_heap_knows_only_32_and_64_bits() -> None:
+    with pytest.raises(ValueError, match="32- or 64-bit, not 16-bit"):
+        host_heap("64K", 16)
 
 
 def test_mpy_version_from_sys_implementation() -> None:

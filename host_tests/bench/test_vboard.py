@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import serial
+from rmbench.micropython import heap_bytes, host_heap, micropython32
+from rmbench.profiles import get_profile
 
 from .conftest import processes_under
 
@@ -92,6 +94,17 @@ def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> N
     script.write_text("import sys\nprint(sys.platform, sys.implementation.name)\n")
     assert mpremote(port, "run", str(script)) == b"esp32 micropython\r\n"
     mpremote(port, "fs", "rm", ":data.bin")
+
+
+def test_board_runs_on_the_32_bit_port_when_given_with_its_real_heap(port: str) -> None:
+    # $MICROPYTHON32 set: the board runs on it with the profile's heap as it is; else on the
+    # 64-bit port from .venv with 1.5 times it.
+    bits = 32 if micropython32() is not None else 64
+    code = "import gc, sys; gc.collect(); print(sys.maxsize, gc.mem_free() + gc.mem_alloc())"
+    maxsize, total = map(int, mpremote(port, "exec", code).split())
+    assert maxsize == 2 ** (bits - 1) - 1
+    want = heap_bytes(host_heap(get_profile("esp32s3").gc_heap, bits))
+    assert 0.97 * want <= total <= 1.02 * want
 
 
 def test_mount_passes_binary_data_both_ways(port: str, tmp_path: Path) -> None:

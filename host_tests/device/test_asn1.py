@@ -340,3 +340,25 @@ for line in sys.stdin:
     want = ["00", "01", "7f", "8180", "81ff", "820100", "82ffff", "83010000"]
     got = run_json(interp, script, lengths, heap="1M")
     assert got == [[h, 4, n, 0] for h, n in zip(want, lengths, strict=True)]
+
+
+TEXT_SCRIPT = """
+import sys, json
+from rmclaim import asn1
+for line in sys.stdin:
+    value, rest = asn1.decode_integer(bytes.fromhex(json.loads(line)))
+    loaded = "rmclaim.asn1_text" in sys.modules
+    try:
+        asn1.decode_integer(b"\\x02\\x02\\x00\\x05")
+    except ValueError as e:
+        print(json.dumps([value, loaded, "rmclaim.asn1_text" in sys.modules, str(e)]))
+"""
+
+
+def test_error_texts_come_onto_the_heap_only_with_an_error(
+    interp: Interpreter, run_json: RunJSON
+) -> None:
+    # Reading DER needs no message texts (about 0.9 KB): they load with the first error.
+    assert run_json(interp, TEXT_SCRIPT, ["020105"]) == [
+        [5, False, True, "asn1: wanted a minimal INTEGER, got b'\\x00\\x05'"]
+    ]

@@ -5,6 +5,7 @@ and a mutual-TLS handshake with a CPython server)."""
 from __future__ import annotations
 
 import datetime
+import re
 import secrets
 import socket
 import ssl
@@ -341,3 +342,38 @@ def test_key_works_in_micropython_tls(mpy: Interpreter, run_json: RunJSON, tmp_p
         listener.close()
     assert out == ["no-curve key refused", "hello dev-tls-0001"]
     assert seen == {"cn": "dev-tls-0001"}
+
+
+QSTR_SCRIPT = """
+import sys, micropython
+from rmclaim import csr
+pem = sys.stdin.read()
+micropython.qstr_info()
+der = csr.pem_decode(pem, "CERTIFICATE")
+der = csr.pem_split(pem, "CERTIFICATE")[0]
+micropython.qstr_info()
+print(der.hex())
+"""
+
+
+def test_pem_parsing_leaves_no_interned_strings(mpy: Interpreter, deployed_lib: Path) -> None:
+    # MicroPython interns each one-letter string that iterating over (or indexing) a str makes
+    # as a qstr, which stays on the heap for good: reading a base64 body that way would leave
+    # up to 65 of them. Parsing a certificate's PEM must add none.
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qstr")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    out = mpy.run(QSTR_SCRIPT, stdin=cert.public_bytes(PEM).decode(), path=[deployed_lib])
+    counts = [int(n) for n in re.findall(r"n_qstr=(\d+)", out)]
+    assert len(counts) == 2 and counts[1] == counts[0], out
+    assert out.splitlines()[-1] == cert.public_bytes(DER).hex()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from rmbench import BOARDS_DIR
 from rmbench.errors import UsageError
 from rmbench.profiles import all_profiles, get_profile
 
@@ -50,3 +53,35 @@ def test_unknown_board_lists_known_ones() -> None:
         "unknown board 'esp8266'; known boards: "
         "esp32, esp32c2, esp32c3, esp32c6, esp32h2, esp32s2, esp32s3"
     )
+
+
+# MICROPY_GC_INITIAL_HEAP_SIZE of each board's released firmware (MicroPython v1.23.0-v1.28.0
+# ports/esp32/mpconfigport.h): 56 KB on the ESP32; 36 KB on the C2 and on an S2 built without
+# CONFIG_SPIRAM (ESP32_GENERIC_S2 is built with it: boards/sdkconfig.spiram_sx); 64 KB on every
+# other chip. The heap then grows from internal RAM, sized to grow once (double it).
+@pytest.mark.parametrize(
+    ("name", "initial", "working"),
+    [
+        ("esp32", "56K", "112K"),
+        ("esp32s2", "64K", "128K"),
+        ("esp32s3", "64K", "128K"),
+        ("esp32c3", "64K", "128K"),
+        ("esp32c6", "64K", "128K"),
+        ("esp32c2", "36K", "72K"),
+        ("esp32h2", "64K", "128K"),
+    ],
+)
+def test_gc_heap_is_the_ports_initial_heap_grown_once(
+    name: str, initial: str, working: str
+) -> None:
+    profile = get_profile(name)
+    assert (profile.gc_heap_initial, profile.gc_heap) == (initial, working)
+
+
+def test_a_heap_that_is_no_size_is_refused(tmp_path: Path) -> None:
+    text = (BOARDS_DIR / "esp32.toml").read_text()
+    (tmp_path / "esp32.toml").write_text(
+        text.replace('gc_heap_initial = "56K"', 'gc_heap_initial = "56Q"')
+    )
+    with pytest.raises(UsageError, match=r"esp32\.toml: gc_heap_initial: heap must be a size"):
+        all_profiles(tmp_path)

@@ -31,28 +31,9 @@ TAG_SET = const(0x31)
 _MAX_LENGTH_BYTES = const(3)  # lengths up to 16 MB; nothing here comes near
 _DAYS = b"\x1f\x1c\x1f\x1e\x1f\x1e\x1f\x1f\x1e\x1f\x1e\x1f"  # days per month, February 28
 
-# The error messages, one per line, picked by number (one string on the heap, not one object
-# per message): _fail(_E_..., args) raises "asn1: <line % args>".
-_MESSAGES = """wanted a tag and a length, got %d bytes
-wanted a one-byte tag, got 0x%02x
-wanted a definite DER length after tag 0x%02x, got 0x%02x
-length of tag 0x%02x cut off
-wanted a minimal length after tag 0x%02x, got %d in %d bytes
-tag 0x%02x wants %d bytes, %d are left
-wanted tag 0x%02x, got %s
-%d bytes of trailing data
-wanted a minimal INTEGER, got %r
-wanted a non-negative INTEGER, got a negative one
-wanted BOOLEAN 00 or FF, got %r
-wanted an empty NULL, got %d bytes
-wanted BIT STRING of whole bytes, got %r
-wanted an OBJECT IDENTIFIER, got %r
-BMPString of odd length %d
-byte 0x%02x in an ASCII string (tag 0x%02x)
-UTF8String is not valid UTF-8
-wanted a string type, got %s
-wanted a time, got %s
-wanted a valid date and time, got %r"""
+# The error messages are in rmclaim.asn1_text, one per line, picked by number: they come onto
+# the heap only when an error is raised, not while a certificate is read.
+# _fail(_E_..., args) raises "asn1: <line % args>".
 _E_SHORT = const(0)
 _E_TAG_FORM = const(1)
 _E_INDEFINITE = const(2)
@@ -76,7 +57,9 @@ _E_DATE = const(19)
 
 
 def _fail(number, *args):
-    return DERError("asn1: " + _MESSAGES.split("\n")[number] % args)
+    from rmclaim.asn1_text import MESSAGES
+
+    return DERError("asn1: " + MESSAGES.split("\n")[number] % args)
 
 
 def __getattr__(name):

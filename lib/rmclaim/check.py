@@ -18,7 +18,7 @@ def check_certificate(point, node_id, certificate, claim_ca, unload):
         key, cn, issuer, end, jobs = _parse(dev, cas)
     except ValueError as e:
         raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
-    unload("x509", "asn1")
+    unload("x509", "asn1", "asn1_text")
     if key != point:
         raise BadCertificate("check: the certificate is for another key, not this board's")
     if cn != node_id:
@@ -53,19 +53,23 @@ def _split(certificate, claim_ca):
 def _parse(dev, cas):
     # (public point, CN, issuer CN, not_after, the EC signature checks left for p256: None
     # when an RSA claim CA verified it). Plain values: a Certificate would keep x509 loaded.
-    from rmclaim import x509
-
-    dev = x509.parse_certificate(dev)
-    # What the signature checks do not read goes before a CA is parsed next to it (on a
-    # small heap two whole Certificates are a kilobyte too many).
-    for name in ("der", "issuer", "subject", "subject_attributes", "extensions"):
-        delattr(dev, name)
+    # The CAs first, each cut down at once to what a signature check reads (its name and key),
+    # so that next to the device certificate's parse only those few fields are on the heap.
     import gc
 
-    gc.collect()  # the parse's garbage goes first, so the next one packs low in the heap
-    jobs = []  # type: list | None
+    from rmclaim import x509
+
+    issuers = []
     while cas:
         ca = x509.parse_certificate(cas.pop(0))
+        for name in _CA_UNUSED:
+            delattr(ca, name)
+        issuers.append(ca)
+        del ca
+        gc.collect()  # the parse's garbage goes first, so the next one packs low in the heap
+    dev = x509.parse_certificate(dev)
+    jobs = []  # type: list | None
+    for ca in issuers:
         if ca.subject_cn == dev.issuer_cn:
             job = x509.ec_signature(dev, ca)
             if job is not None:
@@ -74,3 +78,18 @@ def _parse(dev, cas):
                 jobs = None
                 break
     return dev.public_key_point, dev.subject_cn, dev.issuer_cn, dev.not_after, jobs
+
+
+# Certificate fields a signature check by the CA does not read (x509.ec_signature and
+# verify_signature read its subject_cn, public_key_point, rsa_modulus and rsa_exponent).
+_CA_UNUSED = (
+    "der",
+    "tbs",
+    "signature",
+    "issuer",
+    "subject",
+    "subject_attributes",
+    "extensions",
+    "not_before",
+    "not_after",
+)

@@ -2,9 +2,7 @@
 
 import time
 
-from micropython import const
-
-from rmclaim.errors import ClaimError, QuotaExceeded
+from rmclaim.errors import ClaimError
 
 try:
     from time import ticks_diff, ticks_ms
@@ -15,11 +13,6 @@ except ImportError:  # CPython, for host-side checks of the pure parts
 
     def ticks_diff(a, b):  # type: ignore[no-redef]
         return a - b
-
-
-_MAX_RETRY_AFTER = const(3600)  # a Retry-After beyond an hour is read as an hour
-# Matter claims carry these subject attributes (the CLI's test vendor/product ids).
-_MATTER_SUBJECT = (("1.3.6.1.4.1.37244.2.1", "131B"), ("1.3.6.1.4.1.37244.2.2", "0002"))
 
 
 class Events:
@@ -53,44 +46,23 @@ class Events:
         return result
 
 
-def resolve_mode(cfg, ident):
-    # "self" or "token" for this board and config; auto prefers the token when there is one.
-    # Raises UnsupportedChip naming the way out. (rmclaim.prepare does it.)
-    from rmclaim import prepare
+def __getattr__(name):
+    # Steps that run only now and then, kept off the heap the claim holds throughout, under
+    # their names here: build_csr_pem (rmclaim.csr.request_pem), backoff_s (rmclaim.backoff),
+    # resolve_mode (rmclaim.prepare.mode).
+    if name == "build_csr_pem":
+        from rmclaim.csr import request_pem
 
-    return prepare.mode(cfg, ident)
+        return request_pem
+    if name == "backoff_s":
+        from rmclaim.backoff import backoff_s
 
+        return backoff_s
+    if name == "resolve_mode":
+        from rmclaim.prepare import mode
 
-def backoff_s(cfg, attempt, err, fraction=None):
-    # Seconds to wait after failed attempt number `attempt` (1-based): full jitter, uniform
-    # in [0, min(cap, base * 2^(attempt-1))]; quota errors wait longer, between half the cap
-    # and the cap (an administrator has to act); never sooner than a Retry-After.
-    if fraction is None:
-        import random
-
-        fraction = random.getrandbits(16) / 65536
-    cap = cfg.backoff_cap_s
-    if isinstance(err, QuotaExceeded):
-        delay = cap * (0.5 + 0.5 * fraction)
-    else:
-        ceiling = cfg.backoff_base_s * (1 << min(attempt - 1, 24))
-        delay = (ceiling if ceiling < cap else cap) * fraction
-    ra = err.retry_after
-    if ra is not None:
-        ra = ra if ra < _MAX_RETRY_AFTER else _MAX_RETRY_AFTER
-        if delay < ra:
-            delay = ra
-    return delay
-
-
-def build_csr_pem(d, node_id, matter=False):
-    from rmclaim import csr
-
-    try:
-        der = csr.build_csr(d, node_id, _MATTER_SUBJECT if matter else None)
-    except ValueError as e:
-        raise ClaimError("csr: cannot build a request for node id %r: %s" % (node_id, e)) from e
-    return csr.pem_encode(der, "CERTIFICATE REQUEST")
+        return mode
+    raise AttributeError(name)
 
 
 def check_certificate(point, node_id, certificate, claim_ca=None):
@@ -165,6 +137,15 @@ def _finish(ev, key_pem, point, node_id, reply, claim_ca):
     return creds
 
 
+def _config(source):
+    from rmclaim import prepare
+
+    try:
+        return prepare.load_config(source)
+    finally:
+        unload("prepare", "config")
+
+
 def ensure_claimed(source=None, on_event=None):
     # See rmclaim.ensure_claimed.
     # Each phase runs in modules it imports and that are dropped after it (see unload): the
@@ -197,13 +178,23 @@ def ensure_claimed(source=None, on_event=None):
         try:
             node_id, reply = _exchange(cfg, ev, ident, mode, uid, d, csr_cache)
             csr_cache.clear()  # a verified CSR is not needed again
-            creds = _finish(ev, key_pem, point, node_id, reply, cfg.claim_ca)
+            # The check and the store need nothing else of the config (its CA text is about
+            # as big as a certificate): a retry reads it again.
+            claim_ca = cfg.claim_ca
+            cfg = None
+            creds = _finish(ev, key_pem, point, node_id, reply, claim_ca)
             break
         except ClaimError as e:
+            if cfg is None:
+                cfg = _config(source)
             n = ev.attempt
             if not e.retryable or (cfg.max_attempts and n >= cfg.max_attempts):
                 raise
+            from rmclaim.backoff import backoff_s
+
             delay = backoff_s(cfg, n, e)
+            del backoff_s
+            unload("backoff")
             info = {"s": delay, "attempt": n, "error": str(e), "kind": type(e).__name__}
             ev.emit("backoff", "wait", info)
             time.sleep(delay)

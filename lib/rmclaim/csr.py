@@ -12,7 +12,7 @@
 
 import binascii
 
-from rmclaim.errors import DERError
+from rmclaim.errors import ClaimError, DERError
 
 # SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66 bytes: 00 04 x y) }
 _SPKI_PREFIX = b"0Y0\x13\x06\x07*\x86H\xce=\x02\x01\x06\x08*\x86H\xce=\x03\x01\x07\x03B\x00"
@@ -23,7 +23,10 @@ _SEC1_TAIL = b"\xa0\n\x06\x08*\x86H\xce=\x03\x01\x07\xa1D\x03B\x00"
 # SEQUENCE { ecdsa-with-SHA256 } (no parameters, RFC 5758)
 _ECDSA_SHA256 = b"0\n\x06\x08*\x86H\xce=\x04\x03\x02"
 _CN_OID = b"\x06\x03U\x04\x03"
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Matter claims carry these subject attributes (the CLI's test vendor/product ids).
+_MATTER_SUBJECT = (("1.3.6.1.4.1.37244.2.1", "131B"), ("1.3.6.1.4.1.37244.2.2", "0002"))
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_SPACE = b" \t\r\n\x0b\x0c"
 
 
 def public_point(d):
@@ -84,6 +87,16 @@ def build_csr(d, common_name, extra_subject=None):
     return _tlv(0x30, info + _ECDSA_SHA256 + _tlv(3, b"\x00" + sig))
 
 
+def request_pem(d, node_id, matter=False):
+    # The CSR of a claim as PEM: CN the node id, with the Matter subject attributes when
+    # matter (rmclaim.claim offers it as build_csr_pem). ClaimError if it cannot be built.
+    try:
+        der = build_csr(d, node_id, _MATTER_SUBJECT if matter else None)
+    except ValueError as e:
+        raise ClaimError("csr: cannot build a request for node id %r: %s" % (node_id, e)) from e
+    return pem_encode(der, "CERTIFICATE REQUEST")
+
+
 def encode_private_key(d):
     # SEC1 ECPrivateKey DER (121 bytes): version 1, d, [0] prime256v1, [1] public key.
     return _SEC1_HEAD + d.to_bytes(32, "big") + _SEC1_TAIL + public_point(d)
@@ -137,38 +150,46 @@ def pem_split(text, label):
 
 
 def _pem(text, label, first):
-    if not isinstance(text, str):
+    # Read as bytes: iterating over a str makes each character a one-letter string, and
+    # MicroPython interns those as qstrs, which stay on the heap for good (a base64 body would
+    # leave 65 of them); a byte is a small int. The body is checked and decoded through a view.
+    if isinstance(text, str):
+        data = text.encode()
+    else:
+        data = bytes(text)
         try:
-            text = bytes(text).decode()
+            data.decode()
         except UnicodeError:
             raise DERError("pem: %s text is not UTF-8" % label) from None
-    begin = "-----BEGIN %s-----" % label
-    end = "-----END %s-----" % label
+    begin = ("-----BEGIN %s-----" % label).encode()
+    end = ("-----END %s-----" % label).encode()
+    mv = memoryview(data)
     out = []
-    start = text.find(begin)
+    start = data.find(begin)
     if start < 0:
-        raise DERError("pem: no %s found" % begin)
+        raise DERError("pem: no %s found" % begin.decode())
     while start >= 0:
         start += len(begin)
-        stop = text.find(end, start)
+        stop = data.find(end, start)
         if stop < 0:
-            raise DERError("pem: %s without %s" % (begin, end))
+            raise DERError("pem: %s without %s" % (begin.decode(), end.decode()))
         # The body as it is: a2b_base64 skips the whitespace, here and on CPython (no copies
         # of it joined or stripped), after a check that nothing else is in it.
-        body = text[start:stop]
+        body = mv[start:stop]
         n = pad = 0
         for c in body:
-            if c in " \t\r\n\x0b\x0c":
+            if c in _SPACE:
                 continue
-            if c == "=":
+            if c == 0x3D:  # "="
                 pad += 1
             elif pad or c not in _B64:
-                raise DERError("pem: character %r in the %s body" % (c, label))
+                what = "character %r" % chr(c) if c < 0x80 else "byte 0x%02x" % c
+                raise DERError("pem: %s in the %s body" % (what, label))
             n += 1
         if not n or n % 4 or pad > 2:
             raise DERError("pem: %s body is not base64 (length %d)" % (label, n))
-        out.append(binascii.a2b_base64(body))
+        out.append(binascii.a2b_base64(body))  # type: ignore[arg-type]  # any buffer works
         if first:
             break
-        start = text.find(begin, stop)
+        start = data.find(begin, stop)
     return out

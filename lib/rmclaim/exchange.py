@@ -7,7 +7,7 @@
 # challenge, or a token claim's CSR for the node id) the session stays open while no network
 # code is on the heap at all.
 
-from rmclaim.claim import build_csr_pem, settle, unload
+from rmclaim.claim import settle, unload
 
 
 def run(cfg, ev, ident, mode, uid, d, csr_cache):
@@ -19,7 +19,9 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
         if cfg.service_url.startswith("https:"):
             conn = (None, None, _context(cfg.ca))
             unload("trust", "csr")
-        args = (ident[0], ident[1], token)  # type: tuple
+        # A request's arguments go in a one-item list, emptied by _call: none of them stays
+        # on the heap while the reply is read.
+        args = [(ident[0], ident[1], token)]  # type: list
         c, conn = conn, None
         got, conn = ev.run("initiate", _call, cfg, ev, c, "initiate", args, (token,))
         if token is None:
@@ -32,15 +34,20 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
             node_id = got = settle(got)
         if node_id not in csr_cache:
             # A token claim's node id comes with initiate (a self-claim's CSR, for the MAC,
-            # is made before the network part, and again only after a failed check).
+            # is made before the network part, and again in an attempt after one that sent
+            # it).
             csr_cache.clear()
-            csr_cache[node_id] = ev.run("csr", build_csr_pem, d, node_id, cfg.matter)
+            csr_cache[node_id] = ev.run("csr", _request_pem, d, node_id, cfg.matter)
             unload("csr", "p256", "asn1")
             csr_cache[node_id] = settle(csr_cache[node_id])
+        # The CSR leaves the cache with its request: kept for a retry, it would stay on the
+        # heap next to the reply (a retry makes it again, the same bytes: RFC 6979 nonces).
+        csr = csr_cache.pop(node_id)
         if token is None:
-            args = (csr_cache[node_id], cfg.matter, None, got[0], got[1])
+            args = [(csr, cfg.matter, None, got[0], got[1])]
         else:
-            args = (csr_cache[node_id], cfg.matter, token)
+            args = [(csr, cfg.matter, token)]
+        del csr
         c, conn = conn, None
         reply, conn = ev.run("verify", _call, cfg, ev, c, "verify", args, ())
         return node_id, reply
@@ -54,6 +61,12 @@ def _service(name, *args):
     from rmclaim import service
 
     return getattr(service, name)(*args)
+
+
+def _request_pem(d, node_id, matter):
+    from rmclaim import csr
+
+    return csr.request_pem(d, node_id, matter)
 
 
 def _context(ca):
@@ -73,28 +86,37 @@ def _close(conn):
 
 
 def _send(cfg, ev, conn, req, keep):
-    # One request (path, headers, body) over the connection conn (None: a new one). ->
-    # (https.Reply, the connection if keep and the server keeps it open, else None)
+    # One request over the connection conn (None: a new one); req is a one-item list holding
+    # the request (path, headers, body), taken out of it: once it is sent only the client holds
+    # it, and lets go when the reply comes, so its bytes are off the heap before the reply's
+    # body is read. -> (https.Reply, the connection if keep and the server keeps it open,
+    # else None)
     from rmclaim import https
 
     http = https.Client(cfg.service_url, cfg.ca, cfg.timeout_s, cfg.allow_insecure_http)
     http.attach(conn)
     try:
-        path, headers, body = req
-        del req
-        return http.request("POST", path, body, headers), http.detach() if keep else None
+        _post(http, req)
+        return http.reply(), http.detach() if keep else None
     finally:
         ev.handshakes += http.handshakes
         http.close()
 
 
+def _post(http, req):
+    # In a frame of its own, which is gone (and its references with it) once the request is sent.
+    path, headers, body = req.pop()
+    http.send("POST", path, body, headers)
+
+
 def _call(cfg, ev, conn, name, args, reply_args):
-    # A request of the claiming API (name "initiate" or "verify") in three steps, each with
+    # A request of the claiming API (name "initiate" or "verify"; args: a one-item list
+    # holding the arguments of its service.*_request, taken out) in three steps, each with
     # only its own code on the heap: the request (service), its transfer (https: the TLS
     # session), the reply (service). -> (what the reply says, the connection left open after
     # an initiate; a verify is the last request, its connection is closed before its reply is
     # read)
-    req = _service(name + "_request", *args)
+    req = [_service(name + "_request", *args.pop())]
     unload("service")
     reply, conn = _send(cfg, ev, conn, req, name == "initiate")
     del req

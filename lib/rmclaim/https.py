@@ -80,6 +80,9 @@ class Client:
         self._sock = None
         self._raw = None
         self._deadline = time.ticks_ms()
+        self._method = "POST"
+        self._out = None  # type: bytes | None
+        self._reused = False
         self._what = ""
         self._got = 0
         self._buf = bytearray(_WINDOW)
@@ -216,6 +219,14 @@ class Client:
     def request(self, method, path, body=b"", headers=()):
         # One request and its reply: a Reply (status, body, retry_after seconds or None).
         # Raises NetworkError (no complete reply in time), TLSError, MalformedReply.
+        self.send(method, path, body, headers)
+        return self.reply()
+
+    def send(self, method, path, body=b"", headers=()):
+        # The first half of request(): sends the request. The client keeps its bytes only
+        # until reply() has the reply's first bytes (a kept-alive connection the server had
+        # closed before reading it gets them again, freshly connected), so a caller that lets
+        # go of the body has it off the heap before the reply's body is read.
         self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         host = self.host if ":" not in self.host else "[" + self.host + "]"
         if self.port != (443 if self.tls else 80):
@@ -229,8 +240,12 @@ class Client:
         )
         for name, value in headers:
             head += "%s: %s\r\n" % (name, value)
-        lines = (head + "\r\n").encode()
-        del head
+        # Head and body in one write, so in one TLS record (two small writes would wait for
+        # the server's delayed ACK of the first: Nagle).
+        data = (head + "\r\n").encode() + body
+        del head, body
+        self._method = method
+        self._out = data
         reused = self._sock is not None
         if reused:
             # Whether the server has closed (or spoilt) the idle kept-alive connection: then
@@ -246,35 +261,55 @@ class Client:
             if n is not None:
                 self.close()
                 reused = False
+        self._reused = reused
         try:
             try:
                 if not reused:
                     self._connect()
-                return self._exchange(method, lines, body, reused)
+                self._write(data, reused)
             except EOFError:
                 # The server closed the kept-alive connection before reading this request:
                 # nothing was processed, so it is safe to send it once more, freshly connected.
+                self._reused = False
                 self._connect()
-                return self._exchange(method, lines, body, False)
+                self._write(data, False)
         except BaseException:
+            self._out = None
             self.close()
             raise
 
-    def _exchange(self, method, head, body, reused):
-        # Head and body in one write, so in one TLS record (two small writes would wait for
-        # the server's delayed ACK of the first: Nagle); the joined copy goes before the reply.
+    def reply(self):
+        # The second half of request(): the reply to what send() sent, as a Reply.
+        try:
+            try:
+                return self._reply(self._reused)
+            except EOFError:
+                # As in send(): the kept-alive connection was gone before this request was read.
+                data = self._out
+                self._connect()
+                self._write(data, False)
+                del data
+                return self._reply(False)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._out = None
+
+    def _write(self, data, reused):
         self._got = 0
         if self._what != "TLS handshake":
             self._what = "send"
-        data = head + body
         mv = memoryview(data)
         off = 0
         while off < len(data):
             off += self._io(True, mv[off:], reused)
             if self._what == "TLS handshake":
                 self._what = "send"
+
+    def _reply(self, reused):
         self._what = "reply"
-        del mv, data
+        method = self._method
         # The head: status line and the header fields we use.
         bad = "https: bad %s %r from %s"
         while True:
@@ -285,6 +320,7 @@ class Client:
                 raise MalformedReply(bad % ("status line", lines[0][:40], self.host))
             if not 100 <= status < 200:
                 break  # 100 Continue and friends: the real reply follows
+        self._out = None  # the request was read: never sent again
         fields = {}
         for line in lines[1:]:
             name, sep, value = line.partition(b":")

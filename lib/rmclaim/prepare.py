@@ -54,10 +54,12 @@ def key(cfg, ev, mac, how, csr_cache):
     # The key (committed to NVS before any network call), its PEM and public point and, for
     # self-claim, the CSR (its CN, the MAC, is known).
     from rmclaim import csr, store
-    from rmclaim.claim import build_csr_pem
+    from rmclaim.claim import unload
 
     d, key_pem = ev.run("key", store.Store().load_or_create_key)
+    del store
+    unload("store")  # the key is committed: the CSR is made without NVS code on the heap
     point = csr.public_point(d)
     if how == "self":
-        csr_cache[mac] = ev.run("csr", build_csr_pem, d, mac, cfg.matter)
+        csr_cache[mac] = ev.run("csr", csr.request_pem, d, mac, cfg.matter)
     return d, key_pem, point

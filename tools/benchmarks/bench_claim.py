@@ -2,9 +2,9 @@
 
 Each run is one fresh simulated board (tools/boardsim: an ESP32-S3 for self-claims, an ESP32 for
 token claims) claiming from the local claiming service over TLS, with lib/rmclaim and the board
-doubles deployed as .mpy files (the doubles first on the path: on a board they are built-in
-modules and cost no heap to compile), and the config read from a JSON file, as a board reads
-/rmclaim.json. Figures:
+doubles deployed as .mpy files at paths as long as a board's (rmbench.boardsim.deploy_for_heap:
+the doubles first on the path, and on a board they are built-in modules and cost no heap to
+compile), and the config read from a JSON file, as a board reads /rmclaim.json. Figures:
 - wall time of each step of a self-claim (medians of RUNS claims), the whole claim, and the TLS
   handshakes per claim;
 - claim_peak_heap_bytes: the claim's high-water mark on the GC heap, by bench_crypto's ballast
@@ -18,7 +18,10 @@ modules and cost no heap to compile), and the config read from a JSON file, as a
   boards: the heap layout, and so its fragmentation, varies with the random key, MAC and
   certificate serials;
 - claim_token_peak_heap_bytes and claim_token_min_heap_kb: the same for token claims.
-The Unix port is 64-bit: its objects are about twice an ESP32's.
+The .venv Unix port is 64-bit: its pointers, object headers and GC blocks are twice an ESP32's.
+With MICROPYTHON32=PATH (a 32-bit Unix port, see rmbench.micropython) the four heap figures are
+measured on it too, the same way, as claim_peak_heap_bytes_32, claim_min_heap_kb_32,
+claim_token_peak_heap_bytes_32 and claim_token_min_heap_kb_32: a board's own figures.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rmbench.boardsim import SIM_DIR, create_board
-from rmbench.micropython import compile_library, compile_package, micropython
+from rmbench.boardsim import create_board, deploy_for_heap
+from rmbench.micropython import Interpreter, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
 
 from benchmarks.bench_crypto import BALLAST
@@ -76,17 +79,18 @@ print("ok", free)
 """
 
 
-def _deploy(target: Path) -> Path:
-    """lib/rmclaim and tools/boardsim compiled with mpy-cross into target; returns target."""
-    compile_library(target)
-    return compile_package(SIM_DIR, target)
-
-
 class _Bench:
-    def __init__(self, svc: RunningService, root: Path, deployed: Path) -> None:
+    def __init__(
+        self,
+        svc: RunningService,
+        root: Path,
+        deployed: tuple[Path, list[Path]],
+        port: Interpreter | None = None,
+    ) -> None:
         self.svc = svc
         self.root = root
-        self.deployed = deployed
+        self.deployed, self.path = deployed  # run in it, with that path (deploy_for_heap)
+        self.port = port or micropython()
         self.n = 0
 
     def claim(self, script: str, heap: str, token: bool = False) -> str:
@@ -107,8 +111,13 @@ class _Bench:
         config = board.directory / "rmclaim.json"
         config.write_text(json.dumps(cfg))
         # Not board.run(), which puts the doubles' sources first on the path.
-        return micropython().run(
-            script % str(config), heap=heap, path=[self.deployed], env=board.env(), check=False
+        return self.port.run(
+            script % str(config),
+            heap=heap,
+            path=self.path,
+            env=board.env(),
+            check=False,
+            cwd=self.deployed,
         )
 
     def timed(self) -> dict[str, Any]:
@@ -119,7 +128,7 @@ class _Bench:
         result: dict[str, Any] = json.loads(lines[-1])
         return result
 
-    def min_heap_kb(self, token: bool, lo: int = 24, hi: int = 160) -> int:
+    def min_heap_kb(self, token: bool, lo: int = 16, hi: int = 160) -> int:
         """The smallest -X heapsize in KB with which a claim completes (bisection)."""
         while lo < hi:
             mid = (lo + hi) // 2
@@ -154,7 +163,7 @@ class _Bench:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-claim-") as tmp:
         root = Path(tmp)
-        deployed = _deploy(root / "deployed")
+        deployed = root / "deployed", deploy_for_heap(root / "deployed")
         with running_service(root / "svc") as svc:
             bench = _Bench(svc, root / "boards", deployed)
             bench.timed()  # warm-up: the service's first TLS session and imports
@@ -167,18 +176,26 @@ def main() -> None:
                 runs.append(res)
             t0 = time.perf_counter()
             heap: dict[str, list[int]] = {}
-            for kind, token in (("", False), ("token_", True)):
-                heap[kind + "peak"] = [bench.peak_heap_bytes(token) for _ in range(REPEAT)]
-                heap[kind + "min"] = [bench.min_heap_kb(token) for _ in range(REPEAT)]
+            ports = [("", bench)]
+            port32 = micropython32()
+            if port32 is not None:
+                ports.append(("_32", _Bench(svc, root / "boards32", deployed, port32)))
+            for suffix, on in ports:
+                for kind, token in (("", False), ("token_", True)):
+                    heap[kind + "peak" + suffix] = [
+                        on.peak_heap_bytes(token) for _ in range(REPEAT)
+                    ]
+                    heap[kind + "min" + suffix] = [on.min_heap_kb(token) for _ in range(REPEAT)]
             search_s = time.perf_counter() - t0
     figures: dict[str, float | int] = {}
     for step in STEPS:
         figures[f"claim_step_{step}_ms"] = statistics.median(r["steps"][step] for r in runs)
     figures["claim_total_ms"] = statistics.median(r["total"] for r in runs)
     figures["claim_tls_handshakes"] = max(r["steps"]["handshakes"] for r in runs)
-    for kind in ("", "token_"):
-        figures[f"claim_{kind}peak_heap_bytes"] = max(heap[kind + "peak"])
-        figures[f"claim_{kind}min_heap_kb"] = max(heap[kind + "min"])
+    for suffix, _ in ports:
+        for kind in ("", "token_"):
+            figures[f"claim_{kind}peak_heap_bytes{suffix}"] = max(heap[kind + "peak" + suffix])
+            figures[f"claim_{kind}min_heap_kb{suffix}"] = max(heap[kind + "min" + suffix])
     width = max(len(k) for k in figures)
     for name, value in figures.items():
         print(f"  {name:<{width}}  {value}")
@@ -186,7 +203,8 @@ def main() -> None:
     print("  share of the claim: " + ", ".join(f"{s} {v:.0%}" for s, v in share.items()))
     for name, values in heap.items():
         print(f"  {name} over {REPEAT} boards: {sorted(values)}")
-    print(f"  (heap searches took {search_s:.1f} s; x64 Unix port, board doubles as .mpy)")
+    widths = " and ".join(f"{on.port.bits}-bit" for _, on in ports)
+    print(f"  (heap searches took {search_s:.1f} s; {widths} Unix port, board doubles as .mpy)")
     record(figures)
 
 

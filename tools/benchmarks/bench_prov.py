@@ -8,7 +8,7 @@ calls per process), so machine load affects both alike. Goal: shared secret <= 2
 Heap figures as in bench_crypto: peak = the least free GC heap the operation needs (bisection
 over ballast that leaves R bytes free), alloc = all bytes it allocates with the collector off.
 
-With MICROPYTHON_32BIT set to a 32-bit build of the Unix port (objects and big-integer digits
+With MICROPYTHON32 set to a 32-bit build of the Unix port (objects and big-integer digits
 the size they are on an ESP32: 16-bit mpz digits, 4-byte pointers), the same figures are
 measured there too (names prefixed mpy32_).
 """
@@ -16,14 +16,19 @@ measured there too (names prefixed mpy32_).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from rmbench import LIB_DIR
-from rmbench.micropython import Interpreter, compile_library, compile_package, micropython
+from rmbench.micropython import (
+    Interpreter,
+    compile_library,
+    compile_package,
+    micropython,
+    micropython32,
+)
 
 from benchmarks.record import record
 
@@ -195,12 +200,11 @@ def main() -> None:
         compile_package(LIB_DIR / "rmprov", lib / "rmprov")
         figures = {f"mpy_{k}": v for k, v in measure(micropython(), lib).items()}
         show("MicroPython Unix port (64-bit)", {k[4:]: v for k, v in figures.items()})
-        port32 = os.environ.get("MICROPYTHON_32BIT")
-        if port32:
-            interp = Interpreter("micropython", (port32,), "MICROPYPATH")
+        interp = micropython32()
+        if interp is not None:
             more = {f"mpy32_{k}": v for k, v in measure(interp, lib).items()}
-            show(f"32-bit port {port32}", {k[6:]: v for k, v in more.items()})
+            show(f"32-bit port {interp.argv[0]}", {k[6:]: v for k, v in more.items()})
             figures.update(more)
         else:
-            print("(set MICROPYTHON_32BIT to a 32-bit Unix port for ESP32-sized figures)")
+            print("(set MICROPYTHON32 to a 32-bit Unix port for ESP32-sized figures)")
     record({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rmbench import REPO_ROOT
-from rmbench.micropython import Interpreter
+from rmbench.micropython import Interpreter, compile_library, compile_package
 from rmbench.profiles import BoardProfile, get_profile
 from rmbench.releases import DEFAULT_RELEASE, Release, get_release
 
@@ -33,6 +33,20 @@ SIM_DIR = REPO_ROOT / "tools" / "boardsim"
 DEFAULT_WIFI = ("rmbench", "bench-pass")
 # Espressif's OUI, so simulated MACs look like real ones (7C:DF:A1:xx:xx:xx).
 _OUI = "7CDFA1"
+
+
+def deploy_for_heap(target: Path) -> list[Path]:
+    """lib/rmclaim and the board doubles compiled into target/lib and target/sim, for heap
+    measurements; returns the path entries to run with (relative: run with cwd=target).
+
+    MicroPython interns each module's file name (__file__) as a qstr, which stays on the heap
+    for good: with relative entries they are as long as a board's (lib/rmclaim/x.mpy against
+    /lib/rmclaim/x.mpy), not a temporary directory's. The doubles come first and as .mpy: on
+    a board they are built-in modules and cost no heap to compile.
+    """
+    compile_library(target / "lib")
+    compile_package(SIM_DIR, target / "sim")
+    return [Path("sim"), Path("lib")]
 
 
 def derive_identity(name: str) -> tuple[str, bytes]:
@@ -131,13 +145,19 @@ class SimBoard:
         heap: str | None = None,
         **kwargs: Any,
     ) -> str:
-        """Run `code` on this board (boardsim modules first on the path); returns stdout."""
+        """Run `code` on this board (boardsim modules first on the path); returns stdout.
+
+        heap defaults to the board's GC heap, as the interpreter needs it (see
+        Interpreter.board_heap: scaled on a 64-bit MicroPython).
+        """
         full_env = {**self.env(), **(env or {})}
+        if heap is None and interpreter.name == "micropython":
+            heap = interpreter.board_heap(self.profile.gc_heap)
         return interpreter.run(
             code,
             path=[*self.path(), *path],
             env=full_env,
-            heap=heap or self.profile.gc_heap,
+            heap=heap,
             **kwargs,
         )
 

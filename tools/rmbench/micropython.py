@@ -1,4 +1,11 @@
-"""Run code on the MicroPython Unix port from `.venv` (device tests, benchmarks, vboard)."""
+"""Run code on the MicroPython Unix port from `.venv` (device tests, benchmarks, vboard).
+
+A second Unix port may be named by the environment variable MICROPYTHON32: a 32-bit build,
+whose objects are the size of an ESP32's (4-byte pointers, 16-byte GC blocks), so heap figures
+measured on it are a board's. Virtual boards run on it when it is given; `make test` also runs
+the device tests on it and `make bench` adds its heap figures. Whether a port is 32- or 64-bit
+is asked of the port itself (its sys.maxsize), never taken from the CPython running this.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,21 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from rmbench import LIB_DIR
 
 # CPython stand-ins for MicroPython-only modules (`micropython.const`), see hostshims/.
 HOSTSHIMS_DIR = Path(__file__).with_name("hostshims")
+# The environment variable naming a 32-bit MicroPython Unix port (see the module docstring).
+MICROPYTHON32_ENV = "MICROPYTHON32"
+# On a 64-bit port every pointer, object header and GC block (32 bytes, not 16) is twice an
+# ESP32's, while bytecode, strings and byte buffers keep their size. For the claim library the
+# result was measured against a 32-bit build: peak heap 49,056 against 34,992 bytes, smallest
+# heap 61-62 KB against 44 KB, both about 1.4 times. A 64-bit port gets 1.5 times a board's
+# heap (a little room over the measured factor).
+_HEAP_SCALE_64 = (3, 2)
 
 
 class MicroPythonError(RuntimeError):
@@ -43,6 +59,87 @@ def find_micropython() -> Path:
     )
 
 
+def find_micropython32() -> Path | None:
+    """The 32-bit Unix port named by $MICROPYTHON32, or None when the variable is not set.
+
+    Raises:
+        FileNotFoundError: the variable names no executable file.
+        ValueError: the interpreter there is not a 32-bit MicroPython.
+    """
+    value = os.environ.get(MICROPYTHON32_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser().absolute()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{MICROPYTHON32_ENV}={value}: no executable file there")
+    bits = word_bits((str(path),))
+    if bits != 32:
+        raise ValueError(
+            f"{MICROPYTHON32_ENV}={value}: a {bits}-bit interpreter; it must name a 32-bit "
+            "MicroPython Unix port (sys.maxsize == 2**31 - 1)"
+        )
+    return path
+
+
+def board_micropython() -> Path:
+    """The Unix port virtual boards run on: $MICROPYTHON32 when set, else .venv's."""
+    return find_micropython32() or find_micropython()
+
+
+@cache
+def word_bits(argv: tuple[str, ...]) -> int:
+    """32 or 64: the word size of the interpreter started by `argv`, from its sys.maxsize.
+
+    Raises:
+        ValueError: it did not run, or reports a sys.maxsize of neither width.
+    """
+    proc = subprocess.run(
+        [*argv, "-c", "import sys\nprint(sys.maxsize)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    maxsize = proc.stdout.strip()
+    if proc.returncode == 0 and maxsize == str(2**31 - 1):
+        return 32
+    if proc.returncode == 0 and maxsize == str(2**63 - 1):
+        return 64
+    raise ValueError(
+        f"{argv[0]}: cannot tell its word size (sys.maxsize {maxsize!r}, "
+        f"exit status {proc.returncode}): {proc.stderr.strip()[-200:]}"
+    )
+
+
+def heap_bytes(heap: str) -> int:
+    """A `-X heapsize=` value ("110K", "1M", "4096") in bytes.
+
+    Raises:
+        ValueError: it is not a positive size.
+    """
+    text = heap.strip().upper()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in ("K", "M") else text
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"heap must be a size such as 128K, got {heap!r}")
+    return int(number) * scale
+
+
+def host_heap(heap: str, bits: int) -> str:
+    """The `-X heapsize=` for a port of `bits` (32 or 64) that holds what `heap` holds on a
+    32-bit ESP32: the same figure on a 32-bit port, 1.5 times it on a 64-bit one.
+
+    Raises:
+        ValueError: heap is not a positive size, or bits neither 32 nor 64.
+    """
+    size = heap_bytes(heap)
+    if bits == 64:
+        size = size * _HEAP_SCALE_64[0] // _HEAP_SCALE_64[1]
+    elif bits != 32:
+        raise ValueError(f"a Unix port is 32- or 64-bit, not {bits}-bit")
+    return f"{size // 1024}K" if size % 1024 == 0 else str(size)
+
+
 @dataclass(frozen=True)
 class Interpreter:
     """One interpreter that can run device code: the MicroPython Unix port or CPython."""
@@ -50,6 +147,16 @@ class Interpreter:
     name: str
     argv: tuple[str, ...]
     path_env: str  # MICROPYPATH or PYTHONPATH
+
+    @property
+    def bits(self) -> int:
+        """32 or 64, as the interpreter itself reports (its sys.maxsize)."""
+        return word_bits(self.argv)
+
+    def board_heap(self, heap: str) -> str:
+        """The heap to give this interpreter for a board whose GC heap is `heap` (see
+        host_heap): the board's own figure on a 32-bit MicroPython."""
+        return host_heap(heap, self.bits)
 
     def run(
         self,
@@ -61,10 +168,12 @@ class Interpreter:
         env: dict[str, str] | None = None,
         timeout: float = 120.0,
         check: bool = True,
+        cwd: Path | None = None,
     ) -> str:
         """Run `code` as a script with lib/ (and `path`) importable; return its stdout.
 
-        heap is a MicroPython `-X heapsize=` value such as "64K"; CPython ignores it.
+        heap is a MicroPython `-X heapsize=` value such as "64K"; CPython ignores it. cwd is
+        the working directory (relative `path` entries are relative to it).
         """
         dirs = [*map(str, path), str(LIB_DIR)]
         full_env = dict(os.environ)
@@ -89,6 +198,7 @@ class Interpreter:
                 env=full_env,
                 timeout=timeout,
                 check=False,
+                cwd=cwd,
             )
         finally:
             os.unlink(script.name)
@@ -104,6 +214,13 @@ class Interpreter:
 def micropython() -> Interpreter:
     """The MicroPython Unix port from .venv."""
     return Interpreter("micropython", (str(find_micropython()),), "MICROPYPATH")
+
+
+def micropython32() -> Interpreter | None:
+    """The 32-bit MicroPython Unix port named by $MICROPYTHON32, or None when not given
+    (errors as find_micropython32)."""
+    path = find_micropython32()
+    return None if path is None else Interpreter("micropython", (str(path),), "MICROPYPATH")
 
 
 def cpython() -> Interpreter:

@@ -13,6 +13,7 @@ from typing import Any
 
 from rmbench import BOARDS_DIR
 from rmbench.errors import UsageError
+from rmbench.micropython import heap_bytes
 from rmbench.releases import DEFAULT_RELEASE, RELEASES, Release, get_release
 
 CLAIM_MODES = ("self", "token", "host")
@@ -76,7 +77,10 @@ class BoardProfile:
     wifi: bool
     claim_mode: str
     led: StatusLED | None
+    # The GC heap the board works with: what the port allocates at start-up (gc_heap_initial),
+    # grown once (doubled). Sizes at 32 bits, as on the chip.
     gc_heap: str
+    gc_heap_initial: str
     efuse_unique_id: int | None = None
 
     @property
@@ -179,6 +183,13 @@ def _load(path: Path) -> BoardProfile:
         raise UsageError(f"{path.name}: mpy_arch must be one of {', '.join(MPY_ARCHS)}")
     if not profile.mcu_names:
         raise UsageError(f"{path.name}: mcu_names must name the chip's MCU strings")
+    for key in ("gc_heap", "gc_heap_initial"):
+        try:
+            heap_bytes(getattr(profile, key))
+        except ValueError as e:
+            raise UsageError(f"{path.name}: {key}: {e}") from e
+    if heap_bytes(profile.gc_heap) < heap_bytes(profile.gc_heap_initial):
+        raise UsageError(f"{path.name}: gc_heap is smaller than gc_heap_initial")
     if path.stem != profile.name:
         raise UsageError(f"{path.name}: name {profile.name!r} does not match the file name")
     return profile

@@ -18,6 +18,7 @@ from typing import Any
 from rmbench import BUILD_DIR
 from rmbench.boardsim import DEFAULT_WIFI, SimBoard, create_board, open_board
 from rmbench.errors import BoardError, UsageError
+from rmbench.micropython import board_micropython, heap_bytes
 from rmbench.profiles import BoardProfile, get_profile
 from rmbench.releases import Release
 from rmbench.vboard.supervisor import (
@@ -25,7 +26,6 @@ from rmbench.vboard.supervisor import (
     FS_DIR,
     STATE_FILE,
     control_address,
-    host_heap,
 )
 
 # Where boards live unless --state-dir (or RMBENCH_VBOARD_DIR) says otherwise.
@@ -189,14 +189,16 @@ def start(
     Returns:
         The board, with the /dev/pts/N path that `mpremote connect` takes.
     Raises:
-        UsageError: a board of that name is already running, or a bad name or identity.
+        UsageError: a board of that name is already running, or a bad name, identity, heap
+            or $MICROPYTHON32.
         BoardError: the supervisor did not come up (its log is quoted).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     heap = heap or prof.gc_heap
     try:
-        host_heap(heap)
-    except ValueError as e:
+        heap_bytes(heap)
+        board_micropython()  # a bad $MICROPYTHON32 is a usage error, before anything starts
+    except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from e
     base = state_root(root)
     base.mkdir(parents=True, exist_ok=True)

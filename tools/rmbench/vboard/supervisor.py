@@ -16,7 +16,7 @@ restarts the interpreter the way a board restarts:
 Ctrl-C from the serial side becomes SIGINT while the board runs code (the Unix port reads no
 input then, a board's UART interrupt does the same job) and stays a byte at a prompt.
 
-Run as `python -m rmbench.vboard.supervisor BOARD_DIR --heap 110K`; rmbench.vboard starts it.
+Run as `python -m rmbench.vboard.supervisor BOARD_DIR --heap 128K`; rmbench.vboard starts it.
 Control: a Unix socket (one JSON request per connection, one JSON reply), see `_handle`.
 State: BOARD_DIR/vboard.json, rewritten on every change; console output: BOARD_DIR/console.log.
 """
@@ -33,7 +33,6 @@ import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import termios
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rmbench.boardsim import SIM_DIR, open_board
-from rmbench.micropython import compile_package, find_micropython
+from rmbench.micropython import board_micropython, compile_package, host_heap, word_bits
 from rmbench.releases import get_release
 from rmbench.vboard.relay import RAW_BANNER, OutputFilter
 
@@ -76,25 +75,6 @@ def control_address(board_dir: Path) -> str:
     import hashlib
 
     return "\0rmbench-vboard-" + hashlib.sha256(path.encode()).hexdigest()[:24]
-
-
-def host_heap(heap: str) -> str:
-    """The Unix-port heap that holds what `heap` holds on a 32-bit ESP32.
-
-    On a 64-bit host every pointer, object header and GC block (32 bytes, not 16) is twice
-    the size, while bytecode, strings and byte buffers keep theirs; for code like the claim
-    library that comes to roughly 1.5 times (an estimate: there is no 32-bit Unix port here
-    to measure against), which is what a 64-bit host gets.
-    """
-    text = heap.strip().upper()
-    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in ("K", "M") else text
-    if not number.isdigit() or int(number) <= 0:
-        raise ValueError(f"heap must be a size such as 110K, got {heap!r}")
-    size = int(number) * scale
-    if struct.calcsize("P") == 8:
-        size = size * 3 // 2
-    return f"{size // 1024}K" if size % 1024 == 0 else str(size)
 
 
 def build_sim(target: Path) -> Path:
@@ -145,6 +125,11 @@ class Supervisor:
         machine = self.sim.profile.machine_for(self.sim.firmware)
         self.banner = get_release(self.sim.firmware).banner(machine).encode()
         self.heap = heap
+        # The board runs on $MICROPYTHON32 when set: then with the board's own heap figure;
+        # a 64-bit port gets it scaled (rmbench.micropython.host_heap).
+        self.interpreter = str(board_micropython())
+        self.bits = word_bits((self.interpreter,))
+        self.host_heap = host_heap(heap, self.bits)
         self.fs_dir = self.dir / FS_DIR
         self.fs_dir.mkdir(exist_ok=True)
         self.sim_dir = build_sim(self.dir / SIM_BUILD)
@@ -223,7 +208,9 @@ class Supervisor:
             "pty": self.pty_path,
             "pid": os.getpid(),
             "heap": self.heap,
-            "host_heap": host_heap(self.heap),
+            "host_heap": self.host_heap,
+            "interpreter": self.interpreter,
+            "word_bits": self.bits,
             "state": state,
             "phase": self.phase,
             "boots": self.boots,
@@ -258,7 +245,7 @@ class Supervisor:
         if self.power_cut:
             env["RMBENCH_POWER_CUT"] = self.power_cut
         launcher = str(self.sim_dir / LAUNCHER)
-        argv = [str(find_micropython()), "-X", f"heapsize={host_heap(self.heap)}", "-i", launcher]
+        argv = [self.interpreter, "-X", f"heapsize={self.host_heap}", "-i", launcher]
         argv.append(mode)
         self.proc = subprocess.Popen(
             argv,
@@ -574,7 +561,7 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rmbench.vboard.supervisor")
     parser.add_argument("board_dir", type=Path)
-    parser.add_argument("--heap", default="110K")
+    parser.add_argument("--heap", default="128K", help="the board's GC heap (32-bit figure)")
     args = parser.parse_args(argv)
     return Supervisor(args.board_dir, args.heap).run()
 
