@@ -324,13 +324,16 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(
     assert baseline["session"] is True and after["session"] is True
     assert after["status"] == "connected"
     assert report["state"]["applied"] == 0 and report["state"]["ssid"] == {"$hex": ""}
-    # GC heap in use after each request (after a collection): bounded, and the same after the
-    # first and the third round of bad requests (each round is the same 2 x len(MALFORMED)
-    # requests, after the 5 of the first client's session): nothing is kept from them.
+    # GC heap in use after each request (after a collection): bounded, and no more after the
+    # third round of bad requests than after the first (each round is the same 2 x
+    # len(MALFORMED) requests, after the 5 of the first client's session): nothing is kept from
+    # them. A leak of one GC block per request would be 2 x len(MALFORMED) blocks a round; the
+    # 64 bytes allowed are the interpreter's own (a qstr pool or a dict growing once).
     heap = dict(report["heap"])
     rounds = [5 + 2 * len(MALFORMED) * r for r in (1, 2, 3)]
     assert max(heap.values()) - min(heap.values()) < 8 * 1024, heap
-    assert heap[rounds[0]] == heap[rounds[1]] == heap[rounds[2]], heap
+    assert heap[rounds[1]] - heap[rounds[0]] <= 64, heap
+    assert heap[rounds[2]] - heap[rounds[0]] <= 64, heap
 
 
 def test_cookies_one_session_and_a_second_client(
