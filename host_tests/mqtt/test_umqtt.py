@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from rmbench import LIB_DIR
+from rmbench.boardsim import SIM_DIR
 from rmbench.broker.harness import RunningBroker, running_broker
-from rmbench.micropython import Interpreter
+from rmbench.micropython import Interpreter, compile_package
 from rmbench.service.harness import RunningService
 
 from .conftest import BoardFactory, IdentityFactory
@@ -414,3 +415,18 @@ def test_board_reconnects_after_a_broker_restart(
         payloads = [p.payload for p in b.published(client_id=node.cn)]
         assert payloads == [b"1", b"3"]
         assert [s["port"] for s in b.events("start")] == [b.port, b.port]
+
+
+def test_virtual_board_build_has_umqtt(
+    mpy: Interpreter, new_board: BoardFactory, tmp_path: Path
+) -> None:
+    # The virtual board runs tools/boardsim compiled with mpy-cross (rmbench.vboard): the
+    # umqtt package must be in that build too, as .mpy.
+    built = compile_package(SIM_DIR, tmp_path / "sim")
+    board = new_board("built")
+    out = mpy.run(
+        "import umqtt.simple as m\nprint(m.__file__, m.__version__)",
+        path=[built],
+        env=board.env(),
+    )
+    assert out.split() == [str(built / "umqtt" / "simple.mpy"), "1.7.0"]
