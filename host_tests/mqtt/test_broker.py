@@ -126,6 +126,34 @@ def test_client_id_must_be_the_certificates_cn(
         v.close()
 
 
+def test_a_new_connection_of_a_node_drops_its_old_one(
+    broker: RunningBroker, identity: IdentityFactory, tmp_path: Path
+) -> None:
+    # As AWS IoT: the newer connection with a client id is accepted, the older one closed
+    # (amqtt itself would keep both open when the new one asks for a clean session).
+    node = identity("twice")
+    old = HostClient.node(broker, node, tmp_path, node.cn)
+    new = HostClient.node(broker, node, tmp_path, node.cn)
+    try:
+        assert old.connect(broker.port) == ("connack", "Success")
+        assert old.subscribe(f"node/{node.cn}/params/remote")[0] == "suback"
+        assert new.connect(broker.port) == ("connack", "Success")
+        assert old.next("closed")[0] == "closed"
+        assert new.subscribe(f"node/{node.cn}/params/remote")[0] == "suback"
+        cloud = HostClient.bench(broker, f"cloud-{node.cn}")
+        assert cloud.connect(broker.bench_port, "127.0.0.1")[0] == "connack"
+        cloud.publish(f"node/{node.cn}/params/remote", b"to the new one")
+        assert new.next("message")[1:] == (f"node/{node.cn}/params/remote", b"to the new one")
+        cloud.close()
+    finally:
+        new.close()
+        old.close()
+    assert old.messages == []
+    (takeover,) = [e for e in broker.events("takeover") if e["client_id"] == node.cn]
+    closed = [e for e in broker.events("closed") if e.get("client_id") == node.cn]
+    assert closed[0]["time"] >= takeover["time"]
+
+
 @pytest.mark.parametrize(
     "topic",
     [

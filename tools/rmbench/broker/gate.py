@@ -87,13 +87,15 @@ class Gate:
     bench_password: str
     max_packet: int = MAX_PACKET
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _open: set[asyncio.StreamWriter] = field(default_factory=set)
+    _open: dict[asyncio.StreamWriter, asyncio.Task[Any]] = field(default_factory=dict)
+    # The connection relaying each client id, and an event set when its relay has ended.
+    _live: dict[str, tuple[asyncio.StreamWriter, asyncio.Event]] = field(default_factory=dict)
 
     async def serve_node(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A board's connection: TLS with a client certificate from the claim CA, then MQTT as
         the node its certificate names."""
         conn, peer = next(self._serial), _peer(writer)
-        self._open.add(writer)
+        self._track(writer)
         try:
             try:
                 await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
@@ -133,7 +135,7 @@ class Gate:
         """A bench client's connection (plain MQTT on loopback): user BENCH_USER with the
         broker's bench password, any topic (it stands in for the cloud side)."""
         conn, peer = next(self._serial), _peer(writer)
-        self._open.add(writer)
+        self._track(writer)
         try:
             first = await self._read_connect(reader, conn, peer)
             if first is None:
@@ -160,9 +162,37 @@ class Gate:
             await self._close(writer)
 
     async def close_all(self) -> None:
-        """Drop every open connection (the broker is stopping)."""
+        """Drop every open connection and wait for their handlers (the broker is stopping)."""
+        tasks = list(self._open.values())
         for writer in list(self._open):
             writer.transport.abort()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+
+    def _track(self, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # asyncio.start_server runs each handler as a task
+        self._open[writer] = task
+
+    async def _take_over(
+        self, client_id: str, conn: int, writer: asyncio.StreamWriter
+    ) -> asyncio.Event:
+        # AWS IoT: "When a client connects using a client ID that another client is using, the
+        # new client connection is accepted and the previously connected client is
+        # disconnected." amqtt would leave the old connection open when the new one asks for a
+        # clean session, so the gate closes it, and lets amqtt finish with it first.
+        ended = asyncio.Event()
+        old = self._live.get(client_id)
+        self._live[client_id] = (writer, ended)
+        if old is not None:
+            old_writer, old_ended = old
+            self.log.write("takeover", conn=conn, client_id=client_id)
+            old_writer.transport.abort()
+            try:
+                await asyncio.wait_for(old_ended.wait(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                pass
+        return ended
 
     async def _read_connect(
         self, reader: asyncio.StreamReader, conn: int, peer: str
@@ -190,6 +220,7 @@ class Gate:
         conn: int,
         node_id: str | None,
     ) -> None:
+        ended = await self._take_over(client_id, conn, writer)
         # amqtt reads what the gate lets through from `inbox` and writes to the client directly.
         inbox = asyncio.StreamReader()
         inbox.feed_data(connect.raw())
@@ -232,6 +263,9 @@ class Gate:
             except TimeoutError:
                 reason = "closed by the broker"
             self.log.write("closed", conn=conn, client_id=client_id, reason=reason)
+            if self._live.get(client_id, (None, None))[0] is writer:
+                del self._live[client_id]
+            ended.set()
 
     def _vet(
         self,
@@ -294,11 +328,19 @@ class Gate:
         return _Verdict.FORWARD, ""
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
-        self._open.discard(writer)
+        self._open.pop(writer, None)
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
         except (OSError, TimeoutError):
+            writer.transport.abort()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this handler is being cancelled
+            # amqtt cancels its reader task while that waits in writer.wait_closed(), which
+            # cancels the stream's one shared close future (handler.py `stop`): the stream is
+            # closing anyway.
             writer.transport.abort()
 
 
