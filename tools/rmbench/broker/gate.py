@@ -14,16 +14,19 @@ of that before amqtt reads a byte, and hands the connection over through amqtt's
 
 What a refusal looks like is modelled on AWS IoT Core, the broker ESP RainMaker uses ("AWS IoT
 differences from MQTT specifications" and "Lifecycle events" in its Developer Guide): a client
-that fails authentication or authorization is disconnected (lifecycle reason AUTH_ERROR), with
-no CONNACK, PUBACK or SUBACK; a QoS 2 PUBLISH or SUBSCRIBE gets no acknowledgement at all. A
+that fails authentication or authorization is disconnected (lifecycle reason AUTH_ERROR). The
+guide does not say whether a refusing CONNACK, PUBACK or SUBACK comes first, so none does (the
+harsher case for a board). A QoS 2 PUBLISH or SUBSCRIBE gets no acknowledgement at all. A
 retained PUBLISH needs a permission (iot:RetainPublish) we assume a node's policy lacks: the
-connection is closed, the harsher of the two behaviours AWS has documented over time.
+connection is closed, the harsher of the two behaviours AWS has documented over time. A newer
+connection with a client id closes the older one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import hmac
 import itertools
 import json
 import ssl
@@ -99,7 +102,7 @@ class Gate:
         try:
             try:
                 await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-            except (OSError, TimeoutError, ConnectionError) as e:  # ssl.SSLError is an OSError
+            except (OSError, TimeoutError) as e:  # ssl.SSLError is an OSError
                 self.log.write("tls_refused", conn=conn, peer=peer, reason=_reason(e))
                 return
             tls_object = writer.get_extra_info("ssl_object")
@@ -124,7 +127,7 @@ class Gate:
                 reason=refusal,
             )
             if refusal is not None:
-                return  # closed without a CONNACK, as AWS IoT does (AUTH_ERROR)
+                return  # closed without a CONNACK (AWS IoT: AUTH_ERROR)
             await self._relay(reader, writer, packet, connect.client_id, conn, node_id=cn)
         finally:
             await self._close(writer)
@@ -142,7 +145,9 @@ class Gate:
                 return
             packet, connect = first
             password = self.bench_password.encode()
-            ok = connect.username == BENCH_USER and connect.password == password
+            ok = connect.username == BENCH_USER and hmac.compare_digest(
+                connect.password or b"", password
+            )
             self.log.write(
                 "connect",
                 conn=conn,
