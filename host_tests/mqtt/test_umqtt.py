@@ -357,7 +357,6 @@ def test_what_a_board_sees_when_the_broker_refuses(
 
 RECONNECT = """
 from umqtt.simple import MQTTClient
-import time
 a = ARGS
 c = MQTTClient(a["id"], "localhost", a["port"], ssl=context(a))
 res = {"first": c.connect()}
@@ -401,14 +400,18 @@ def test_board_reconnects_after_a_broker_restart(
             text=True,
             env=env,
         )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(args) + "\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "RESTART"
-        b.restart()
-        proc.stdin.write("GO\n")
-        proc.stdin.flush()
-        stdout, _ = proc.communicate(timeout=60)
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(args) + "\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "RESTART"
+            b.restart()
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+            stdout, _ = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            proc.wait()
         result = json.loads(stdout.split("RESULT:")[1])
         assert result["first"] == 0 and result["again"] == 0
         assert result["stale"]["kind"] == "OSError"

@@ -22,7 +22,7 @@
 # - The CONNACK is read with read(4) (:111-115): a connection closed instead gives b"" and
 #   IndexError; another first byte is an AssertionError; a return code != 0 raises
 #   MQTTException(code). connect() returns the session-present flag.
-# - publish() (:124-156): the packet id counter is shared with subscribe() and never wraps: it
+# - publish() (:124-157): the packet id counter is shared with subscribe() and never wraps: it
 #   goes out truncated to 16 bits (struct), but QoS 1 waits for a PUBACK of the untruncated
 #   value, so after 65535 ids it waits forever. QoS 2 sends the PUBLISH, then AssertionError.
 # - A QoS 1 publish() and subscribe() read packets through wait_msg() until their ack: a
