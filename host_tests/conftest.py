@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rmbench.broker.harness import RunningBroker, running_broker
 from rmbench.micropython import Interpreter, cpython, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
 
@@ -106,3 +107,11 @@ def claim_service(tmp_path: Path) -> Iterator[RunningService]:
     """The local claiming service (`rmbench serve --faults`) on a fresh state dir."""
     with running_service(tmp_path / "claim-service") as svc:
         yield svc
+
+
+@pytest.fixture
+def mqtt_broker(claim_service: RunningService, tmp_path: Path) -> Iterator[RunningBroker]:
+    """The bench MQTT broker (rmbench.broker) for `claim_service`'s CAs: boards pin its server
+    CA and present certificates from its claim CA."""
+    with running_broker(tmp_path / "mqtt-broker", claim_service.state_dir) as broker:
+        yield broker

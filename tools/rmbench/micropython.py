@@ -230,7 +230,8 @@ def cpython() -> Interpreter:
 
 def compile_package(source: Path, target: Path) -> Path:
     """mpy-cross every module of `source` (but manifest.py) into `target` and copy its .bin data
-    files, laid out as a board holds them; returns `target`.
+    files, laid out as a board holds them, sub-packages included (tools/boardsim/umqtt/ is
+    `umqtt.simple`); returns `target`.
 
     For the Unix port's path in tests and benchmarks (the current .mpy version, no cache); a
     deploy to a board uses rmbench.deploy.compile_modules.
@@ -254,6 +255,9 @@ def compile_package(source: Path, target: Path) -> Path:
     for data in files:
         if data.suffix == ".bin":
             shutil.copy(data, target / data.name)
+    for sub in files:
+        if sub.is_dir() and not sub.name.startswith(("_", ".")) and any(sub.glob("*.py")):
+            compile_package(sub, target / sub.name)
     return target
 
 
