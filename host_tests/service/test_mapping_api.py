@@ -95,7 +95,7 @@ def test_unauthorized_replies_keep_the_failure_shape(svc: RunningService) -> Non
         ("GET", "/v1/user/nodes/mapping?request_id=x"),
         ("GET", "/v1/user/nodes"),
     ):
-        body = None if method == "GET" else {}
+        body: dict[str, object] | None = None if method == "GET" else {}
         assert failure(call(svc, method, path, body)) == (401, "Unauthorized"), path
         bad = {"Authorization": "nobody"}
         assert failure(call(svc, method, path, body, headers=bad)) == (401, "Unauthorized")
