@@ -590,7 +590,15 @@ def test_routes(svc: RunningService) -> None:
     # The OpenAPI document is no claim reply: it may exceed 3000 bytes.
     doc = client.request(svc.base_url, "GET", "/openapi.json", ca_file=svc.server_ca_file)
     schema = doc.json()
-    assert set(schema["paths"]) == {"/claim/initiate", "/claim/verify", "/mqtt_host"}
+    assert set(schema["paths"]) == {
+        "/claim/initiate",
+        "/claim/verify",
+        "/mqtt_host",
+        "/v1/user/nodes/mapping/initiate",
+        "/v1/user/nodes/mapping/verify",
+        "/v1/user/nodes/mapping",
+        "/v1/user/nodes",
+    }
 
 
 def test_no_fault_endpoint_in_a_normal_run(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Valid (positive) and invalid (negative) bodies, headers and query strings for every operation;
 each reply must also keep the real service's framing (Content-Length, under 3000 bytes, the
-failure shape). Bounded: a fixed number of examples per mode, no deadline.
+failure shape). Bounded: a fixed number of examples per mode, no deadline. The user API (/v1/)
+gets a real user's token in half of its cases, so its bodies reach the parsers behind the
+token check.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 EXAMPLES = 400
+FUZZ_TOKEN = "fuzz-user-token"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,10 @@ def api_schema(svc: RunningService) -> Any:
         "/claim/initiate",
         "/claim/verify",
         "/mqtt_host",
+        "/v1/user/nodes/mapping/initiate",
+        "/v1/user/nodes/mapping/verify",
+        "/v1/user/nodes/mapping",
+        "/v1/user/nodes",
     }
     return schema
 
@@ -56,6 +63,7 @@ def framing(ctx: Any, response: Any, case: Any) -> None:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_error(api_schema: Any, svc: RunningService, mode: GenerationMode) -> None:
     strategy = api_schema.as_strategy(generation_mode=mode)
+    svc.add_user(FUZZ_TOKEN, quota=5)
     seen: set[str] = set()
     session = requests.Session()  # one kept-alive TLS connection: bounded time
     session.verify = str(svc.server_ca_file)
@@ -70,11 +78,22 @@ def test_no_server_error(api_schema: Any, svc: RunningService, mode: GenerationM
     def fuzz(data: st.DataObject) -> None:
         case = data.draw(strategy)
         seen.add(case.operation.path)
-        response = case.call(session=session, verify=str(svc.server_ca_file), timeout=10)
+        headers = None
+        if case.operation.path.startswith("/v1/") and data.draw(st.booleans()):
+            headers = {"Authorization": FUZZ_TOKEN}
+        response = case.call(
+            session=session, headers=headers, verify=str(svc.server_ca_file), timeout=10
+        )
         case.validate_response(response, checks=[not_a_server_error], additional_checks=[framing])
 
     with session:
         fuzz()
     # /mqtt_host takes no input, so only positive cases reach it.
-    assert seen >= {"/claim/initiate", "/claim/verify"}
+    assert seen >= {
+        "/claim/initiate",
+        "/claim/verify",
+        "/v1/user/nodes/mapping/initiate",
+        "/v1/user/nodes/mapping/verify",
+        "/v1/user/nodes/mapping",
+    }
     assert "Traceback" not in svc.log_text()

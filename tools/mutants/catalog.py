@@ -371,4 +371,95 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         ("host_tests/bench/test_deploy.py", "-k", "older"),
     ),
+    Mutation(
+        "mapping-signature-unchecked",
+        "user/nodes/mapping/verify maps the node whatever the challenge_response",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "        if not signature_valid(cert_pem, challenge.challenge.encode(), "
+                "bytes.fromhex(response)):",
+                "        if False:",
+            ),
+        ),
+        (
+            "host_tests/service/test_mapping.py",
+            "-k",
+            "wrong_answer or another_nodes_key or never_certified",
+        ),
+    ),
+    Mutation(
+        "mapping-other-users-request",
+        "a user can answer (and spend) another user's mapping challenge",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "            if challenge is None or challenge.user_id != user.user_id:",
+                "            if challenge is None:",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "other_users_requests"),
+    ),
+    Mutation(
+        "mapping-challenge-not-spent",
+        "a wrong challenge_response leaves the mapping challenge open for another guess",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "                self.store.spend_mapping_challenge(db, request_id)\n",
+                "",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "spent_by_a_wrong_answer"),
+    ),
+    Mutation(
+        "mapping-oldest-certificate",
+        "the challenge-response is checked against the node's first certificate, not its last",
+        (
+            Edit(
+                "tools/rmbench/service/store.py",
+                "ORDER BY issued DESC, rowid DESC",
+                "ORDER BY issued, rowid",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "latest_certificate"),
+    ),
+    Mutation(
+        "mapping-secret-key-ignored",
+        "a node's mapping message confirms the user's request whatever its secret key",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "                if request.user_id == user_id and hmac.compare_digest(\n"
+                "                    request.secret_key, secret_key\n"
+                "                ):",
+                "                if request.user_id == user_id:",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "does_not_agree"),
+    ),
+    Mutation(
+        "mapping-node-first-lost",
+        "a PUT user/nodes/mapping ignores the message the node already sent",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "                and self._may_take(db, node_id, user.user_id, report.reset)\n",
+                "                and False\n",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "node_message_then_put"),
+    ),
+    Mutation(
+        "mapping-reset-ignored",
+        "a node's message without reset takes a node another user holds",
+        (
+            Edit(
+                "tools/rmbench/service/mapping.py",
+                "        return reset or owner is None or owner == user_id",
+                "        return True",
+            ),
+        ),
+        ("host_tests/service/test_mapping.py", "-k", "reset_decides"),
+    ),
 )

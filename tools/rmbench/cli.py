@@ -60,7 +60,10 @@ COMMANDS: dict[str, Command | Group] = {
     "serve": Command("run the local claiming service (HTTPS)", svc.args_serve, svc.do_serve),
     "user": Group(
         "users of the local claiming service",
-        {"add": Command("add or update a user", svc.args_user_add, svc.do_user_add)},
+        {
+            "add": Command("add or update a user", svc.args_user_add, svc.do_user_add),
+            "nodes": Command("list a user's mapped nodes", svc.args_user_nodes, svc.do_user_nodes),
+        },
     ),
     "register": Command("register a board for self-claiming", svc.args_register, svc.do_register),
     "fault": Command("inject faults into a running service", svc.args_fault, svc.do_fault),

@@ -1,4 +1,5 @@
-"""Operations on a state directory: add users, register boards (used by the CLI and harness)."""
+"""Operations on a state directory: add users, register boards, list a user's nodes, hand over
+a node's mapping message (used by the CLI, the harness and the MQTT side)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmbench.errors import UsageError
-from rmbench.service.store import DEFAULT_QUOTA, Store, StoreError
+from rmbench.service.logic import Settings
+from rmbench.service.mapping import MappingService, NodeMappingOutcome
+from rmbench.service.store import DEFAULT_QUOTA, Store, StoreError, UserNode
 
 _MAC_SEPARATORS = re.compile(r"[:\-.\s]")
 
@@ -69,3 +72,41 @@ def register_device(state_dir: Path, mac: str, unique_id: bytes) -> Registration
     finally:
         store.close()
     return Registration(mac, unique_id, replaced=not same)
+
+
+def user_nodes(
+    state_dir: Path, *, token: str | None = None, user_id: str | None = None
+) -> list[UserNode]:
+    """The nodes mapped to the user holding `token` (or to `user_id`), by node id.
+
+    Raises:
+        UsageError: neither or both given, or no such user.
+    """
+    if (token is None) == (user_id is None):
+        raise UsageError("give the user's --token or --user-id")
+    store = Store.open(state_dir)
+    try:
+        user = store.user_for_token(token) if token is not None else store.user(str(user_id))
+        if user is None:
+            what = "this token" if token is not None else f"user id {user_id!r}"
+            raise UsageError(f"{state_dir}: no user has {what} (rmbench user add)")
+        nodes, _, _ = store.user_nodes(user.user_id)
+        return nodes
+    finally:
+        store.close()
+
+
+def node_mapping_message(state_dir: Path, node_id: str, payload: bytes) -> NodeMappingOutcome:
+    """Hand the service what node `node_id` published on node/<node_id>/user/mapping, in this
+    process (a running `rmbench serve` on the same state directory sees the result at once: the
+    database is shared). node_id is the node the broker authenticated (certificate CN, topic).
+
+    Raises:
+        ClaimFailure: a malformed message, one naming another node (400), or a node this
+            service issued no certificate to (404).
+    """
+    store = Store.open(state_dir)
+    try:
+        return MappingService(store, Settings()).node_message(node_id, payload)
+    finally:
+        store.close()

@@ -1,7 +1,10 @@
 """HTTP routes of the local claiming service (FastAPI) and its OpenAPI document.
 
-Bodies are read and checked by logic.py rather than by FastAPI's models, so every refusal has the
-real service's shape, `{"status":"failure","description":...}`, and every reply a Content-Length.
+Bodies are read and checked by logic.py (claiming) and mapping.py (user-node mapping, under
+/v1/ as esp-rainmaker-cli's profile `host` names it) rather than by FastAPI's models, so every
+refusal has the real service's shape, `{"status":"failure","description":...}`, and every reply a
+Content-Length. POST /internal/node-mapping (loopback only, not in the OpenAPI document) is where
+the MQTT side hands over what a node published on node/<node_id>/user/mapping.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rmbench.service.client import ADMIN_FAULTS
 from rmbench.service.faults import FaultError, FaultLayer, FaultQueue, parse_fault
 from rmbench.service.logic import MAX_BODY, ClaimFailure, ClaimService, parse_bool_param
+from rmbench.service.mapping import MappingService
+
+# Where the MQTT side posts a node's mapping message: ?node_id=<the node the broker
+# authenticated>, the body exactly as published.
+INTERNAL_NODE_MAPPING = "/internal/node-mapping"
 
 log = logging.getLogger("rmbench.service")
 
@@ -62,15 +70,26 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _responses(ok: dict[str, Any], *codes: int) -> dict[int | str, dict[str, Any]]:
+_CLAIM_REASONS = {
+    400: "Invalid request",
+    401: "Unauthorized, or a bad auth_id/challenge_response",
+    403: "Quota exhausted or MAC not registered",
+    413: "Body over 8 KB",
+}
+_USER_REASONS = {
+    400: "Invalid request, or a spent/expired request_id or a wrong challenge_response",
+    401: "Unauthorized: no or an unknown access token",
+    403: "user_id is not the token's user",
+    404: "Unknown request_id, node or mapping",
+    413: "Body over 8 KB",
+}
+
+
+def _responses(
+    ok: dict[str, Any], *codes: int, reasons: dict[int, str] = _CLAIM_REASONS
+) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {
         200: {"description": "Success", "content": _json_content(ok)}
-    }
-    reasons = {
-        400: "Invalid request",
-        401: "Unauthorized, or a bad auth_id/challenge_response",
-        403: "Quota exhausted or MAC not registered",
-        413: "Body over 8 KB",
     }
     for code in codes:
         out[code] = {"description": reasons[code], "content": _json_content(_FAILURE_SCHEMA)}
@@ -149,8 +168,95 @@ _VERIFY_PARAMS: list[dict[str, Any]] = [
 ]
 
 
-def create_app(service: ClaimService, faults: FaultQueue | None = None) -> Any:
-    """The ASGI application; with a FaultQueue, the loopback-only fault endpoint is on too."""
+_USER_AUTH: dict[str, Any] = {
+    "name": "Authorization",
+    "in": "header",
+    "required": True,
+    "description": "The user's access token, raw (as esp-rainmaker-cli sends it) or as "
+    "`Bearer <token>`",
+    "schema": {"type": "string"},
+}
+
+_SUCCESS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["success"]},
+        "description": {"type": "string"},
+    },
+    "required": ["status"],
+}
+
+_TAGS_METADATA: dict[str, Any] = {
+    "tags": {"type": "array", "items": {"type": "string"}, "description": "key:value strings"},
+    "metadata": {"type": "object"},
+}
+
+_MAPPING_INITIATE_BODY: dict[str, Any] = {
+    "required": False,
+    "content": _json_content(
+        {
+            "type": "object",
+            "properties": {
+                "timeout": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 3600,
+                    "description": "challenge lifetime in seconds (default 360)",
+                }
+            },
+        }
+    ),
+}
+
+_MAPPING_VERIFY_BODY: dict[str, Any] = {
+    "required": True,
+    "content": _json_content(
+        {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "node_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "challenge_response": {
+                    "type": "string",
+                    "pattern": "^([0-9a-f]{2})+$",
+                    "description": "the node's signature of the challenge (ECDSA P-256 over "
+                    "SHA-256, DER; RSA: PSS) as lowercase hex",
+                },
+                **_TAGS_METADATA,
+            },
+            "required": ["request_id", "node_id", "challenge_response"],
+        }
+    ),
+}
+
+_MAPPING_PUT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": _json_content(
+        {
+            "type": "object",
+            "properties": {
+                "user_id": {"type": "string", "description": "if given, the token's user"},
+                "node_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "secret_key": {"type": "string", "description": "add: what the node publishes"},
+                "operation": {"type": "string", "enum": ["add", "remove"]},
+                **_TAGS_METADATA,
+            },
+            "required": ["node_id", "operation"],
+        }
+    ),
+}
+
+
+def create_app(
+    service: ClaimService,
+    faults: FaultQueue | None = None,
+    mapping: MappingService | None = None,
+) -> Any:
+    """The ASGI application; with a FaultQueue, the loopback-only fault endpoint is on too.
+    The mapping API runs over the claim service's store and settings unless one is given."""
+    if mapping is None:
+        mapping = MappingService(service.store, service.settings)
+    user_api = mapping
     app = FastAPI(
         title="ESP RainMaker Claiming Service (rmbench local)",
         version="1.0.0",
@@ -230,6 +336,160 @@ def create_app(service: ClaimService, faults: FaultQueue | None = None) -> Any:
     )
     async def mqtt_host() -> Response:
         return JSONResponse(service.mqtt_host())
+
+    # --- user-node mapping (esp-rainmaker-cli's profile host is <base URL>/v1/) ---------------
+
+    @app.post(
+        "/v1/user/nodes/mapping/initiate",
+        summary="Start a challenge-response mapping: a challenge for the node to sign",
+        openapi_extra={"requestBody": _MAPPING_INITIATE_BODY, "parameters": [_USER_AUTH]},
+        responses=_responses(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string"},
+                    "request_id": {"type": "string"},
+                    "challenge": {"type": "string"},
+                },
+                "required": ["request_id", "challenge"],
+            },
+            400,
+            401,
+            413,
+            reasons=_USER_REASONS,
+        ),
+    )
+    async def mapping_initiate(request: Request) -> Response:
+        body = await read_body(request)
+        auth = request.headers.get("authorization")
+        return JSONResponse(await run_in_threadpool(user_api.initiate, body, auth))
+
+    @app.post(
+        "/v1/user/nodes/mapping/verify",
+        summary="Finish a challenge-response mapping: the node's signature maps it to the user",
+        openapi_extra={"requestBody": _MAPPING_VERIFY_BODY, "parameters": [_USER_AUTH]},
+        responses=_responses(_SUCCESS, 400, 401, 404, 413, reasons=_USER_REASONS),
+    )
+    async def mapping_verify(request: Request) -> Response:
+        body = await read_body(request)
+        auth = request.headers.get("authorization")
+        return JSONResponse(await run_in_threadpool(user_api.verify, body, auth))
+
+    @app.put(
+        "/v1/user/nodes/mapping",
+        summary="Secret-key mapping: add (confirmed when the node's own message agrees) or remove",
+        openapi_extra={"requestBody": _MAPPING_PUT_BODY, "parameters": [_USER_AUTH]},
+        responses=_responses(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string"},
+                    "request_id": {"type": "string"},
+                    "description": {"type": "string"},
+                },
+            },
+            400,
+            401,
+            403,
+            404,
+            413,
+            reasons=_USER_REASONS,
+        ),
+    )
+    async def mapping_put(request: Request) -> Response:
+        body = await read_body(request)
+        auth = request.headers.get("authorization")
+        return JSONResponse(await run_in_threadpool(user_api.put_mapping, body, auth))
+
+    @app.get(
+        "/v1/user/nodes/mapping",
+        summary="Status of a secret-key mapping request",
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "request_id",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                _USER_AUTH,
+            ]
+        },
+        responses=_responses(
+            {
+                "type": "object",
+                "properties": {
+                    "request_id": {"type": "string"},
+                    "request_status": {
+                        "type": "string",
+                        "enum": ["requested", "confirmed", "timedout", "discarded"],
+                    },
+                    "user_node_id": {"type": "string"},
+                    "request_source": {"type": "string"},
+                },
+                "required": ["request_status"],
+            },
+            400,
+            401,
+            404,
+            reasons=_USER_REASONS,
+        ),
+    )
+    async def mapping_status(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        request_id = request.query_params.get("request_id")
+        return JSONResponse(await run_in_threadpool(user_api.mapping_status, request_id, auth))
+
+    @app.get(
+        "/v1/user/nodes",
+        summary="The user's nodes (node_details=true: with details), a page at a time",
+        openapi_extra={
+            "parameters": [
+                {"name": "node_details", "in": "query", "schema": {"type": "boolean"}},
+                {"name": "start_id", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "num_records",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {"name": "node_id", "in": "query", "schema": {"type": "string"}},
+                _USER_AUTH,
+            ]
+        },
+        responses=_responses(
+            {
+                "type": "object",
+                "properties": {
+                    "nodes": {"type": "array", "items": {"type": "string"}},
+                    "node_details": {"type": "array", "items": {"type": "object"}},
+                    "total": {"type": "integer"},
+                    "next_id": {"type": "string"},
+                },
+                "required": ["nodes", "total"],
+            },
+            400,
+            401,
+            404,
+            reasons=_USER_REASONS,
+        ),
+    )
+    async def user_nodes(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        query = dict(request.query_params)
+        return JSONResponse(await run_in_threadpool(user_api.user_nodes, query, auth))
+
+    @app.post(INTERNAL_NODE_MAPPING, include_in_schema=False)
+    async def node_mapping(request: Request) -> Response:
+        if not _is_loopback(request):
+            return failure(403, "the internal endpoints answer loopback clients only")
+        node_id = request.query_params.get("node_id")
+        if not node_id:
+            return failure(400, "node_id (the node the broker authenticated) is required")
+        body = await read_body(request)
+        outcome = await run_in_threadpool(user_api.node_message, node_id, body)
+        if outcome.result in ("mismatch", "refused"):
+            return failure(409, f"{outcome.result}: {outcome.description}")
+        return JSONResponse(outcome.to_json())
 
     if faults is None:
         return app

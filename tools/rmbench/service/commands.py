@@ -1,8 +1,9 @@
-"""CLI handlers for the local claiming service: serve, user add, register, fault."""
+"""CLI handlers for the local claiming service: serve, user add, user nodes, register, fault."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rmbench.service import accounts, ca, client
 from rmbench.service.faults import KINDS, PATHS
 from rmbench.service.logic import (
     DEFAULT_CHALLENGE_TTL,
+    DEFAULT_MAPPING_TTL,
     DEFAULT_MQTT_CRED_HOST,
     DEFAULT_MQTT_HOST,
     Settings,
@@ -71,6 +73,14 @@ def args_serve(p: argparse.ArgumentParser) -> None:
         help=f"self-claim challenge lifetime (default {DEFAULT_CHALLENGE_TTL:g})",
     )
     p.add_argument(
+        "--mapping-ttl",
+        type=float,
+        default=DEFAULT_MAPPING_TTL,
+        metavar="SECONDS",
+        help="how long a secret-key mapping request and a node's mapping message wait for "
+        f"each other (default {DEFAULT_MAPPING_TTL:g})",
+    )
+    p.add_argument(
         "--log-level",
         default="warning",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -85,6 +95,8 @@ def do_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     if args.challenge_ttl <= 0:
         raise UsageError(f"--challenge-ttl must be positive, got {args.challenge_ttl:g}")
+    if args.mapping_ttl <= 0:
+        raise UsageError(f"--mapping-ttl must be positive, got {args.mapping_ttl:g}")
     options = ServeOptions(
         state_dir=args.state_dir,
         host=args.host,
@@ -94,6 +106,7 @@ def do_serve(args: argparse.Namespace) -> int:
         faults=args.faults,
         settings=Settings(
             challenge_ttl=args.challenge_ttl,
+            mapping_ttl=args.mapping_ttl,
             mqtt_host=args.mqtt_host,
             mqtt_cred_host=args.mqtt_cred_host or None,
         ),
@@ -122,6 +135,24 @@ def args_user_add(p: argparse.ArgumentParser) -> None:
 def do_user_add(args: argparse.Namespace) -> int:
     user_id = accounts.add_user(args.state_dir, args.token, args.quota, args.user_id)
     print(user_id)
+    return 0
+
+
+# --- user nodes ---------------------------------------------------------------------------------
+
+
+def args_user_nodes(p: argparse.ArgumentParser) -> None:
+    _state_dir(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--token", help="the user's access token")
+    who.add_argument("--user-id", help="or the user id")
+
+
+def do_user_nodes(args: argparse.Namespace) -> int:
+    # One line per node: its id first, then how and when it was mapped (UTC).
+    for node in accounts.user_nodes(args.state_dir, token=args.token, user_id=args.user_id):
+        when = datetime.datetime.fromtimestamp(node.mapped, datetime.UTC)
+        print(f"{node.node_id} via={node.how} mapped={when:%Y-%m-%dT%H:%M:%SZ}")
     return 0
 
 

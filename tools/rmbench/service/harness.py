@@ -8,6 +8,7 @@ Usage::
         user_id = svc.add_user("token-1", quota=5)
         svc.register("7CDFA100033B", bytes(range(16)))
         svc.inject_fault("status", status=503, retry_after=2, path="verify")
+        svc.node_mapping(node_id, payload)  # what a node published on node/<id>/user/mapping
         ...  # talk to svc.base_url, trusting svc.server_ca_pem (the CA a device pins)
     # the server has stopped here; state_dir keeps its CAs and database
 
@@ -22,6 +23,12 @@ Fault kinds for `inject_fault(kind, count=1, path=None, **params)`: "delay" (sec
 "chunked", "wrong_key_cert", "wrong_cn_cert", "malformed_json", "oversize"; path is "initiate",
 "verify", "mqtt_host" or None for any (see rmbench.service.faults for exactly what each does).
 
+`node_mapping(node_id, payload)` posts a node's mapping message to the loopback-only
+POST /internal/node-mapping?node_id=<node_id> (the body exactly as the node published it) and
+returns the reply: 200 {"status":"success","result":"confirmed"|"pending"|"reset",...} or 409
+(mismatch, refused), 400, 404 failures. In-process, without HTTP:
+`rmbench.service.accounts.node_mapping_message(state_dir, node_id, payload)`.
+
 The pytest fixture `claim_service` (host_tests/conftest.py) yields a RunningService on a fresh
 temporary state directory.
 """
@@ -35,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +51,7 @@ from typing import IO
 
 from rmbench.errors import ServiceError
 from rmbench.service import accounts, ca, client
+from rmbench.service.app import INTERNAL_NODE_MAPPING
 from rmbench.service.store import DEFAULT_QUOTA
 
 START_TIMEOUT = 30.0
@@ -83,6 +92,15 @@ class RunningService:
     ) -> None:
         """Make the next `count` requests (to `path`, or any API path) suffer `kind`."""
         client.add_fault(self.base_url, self._ca(), kind, count, path, **params)
+
+    def node_mapping(self, node_id: str, payload: bytes) -> client.Reply:
+        """Hand over what node `node_id` published on node/<node_id>/user/mapping."""
+        path = f"{INTERNAL_NODE_MAPPING}?{urllib.parse.urlencode({'node_id': node_id})}"
+        return client.request(self.base_url, "POST", path, ca_file=self._ca(), body=payload)
+
+    def user_nodes(self, token: str) -> list[str]:
+        """The node ids mapped to the user holding `token`."""
+        return [n.node_id for n in accounts.user_nodes(self.state_dir, token=token)]
 
     def clear_faults(self) -> None:
         """Drop every pending fault."""

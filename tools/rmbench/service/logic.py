@@ -35,6 +35,9 @@ AUTH_ID_LENGTH = 32  # the device keeps at most 63 characters
 CHALLENGE_LENGTH = 128  # the device keeps at most 128 characters
 NODE_ID_LENGTH = 22
 DEFAULT_CHALLENGE_TTL = 300.0
+# How long a secret-key mapping request (PUT user/nodes/mapping) and a node's mapping message
+# wait for each other; esp-rainmaker-cli polls the status for 60 s (rmaker_cmd/provision.py).
+DEFAULT_MAPPING_TTL = 300.0
 DEFAULT_MQTT_HOST = "mqtt.rainmaker.espressif.com"
 # The firmware's Kconfig default; esp-rainmaker-cli needs GET /mqtt_host to return one.
 DEFAULT_MQTT_CRED_HOST = "c10yordfvrjdjb.credentials.iot.us-east-1.amazonaws.com"
@@ -131,6 +134,7 @@ class Settings:
     """Knobs of one running service."""
 
     challenge_ttl: float = DEFAULT_CHALLENGE_TTL
+    mapping_ttl: float = DEFAULT_MAPPING_TTL
     mqtt_host: str = DEFAULT_MQTT_HOST
     mqtt_cred_host: str | None = DEFAULT_MQTT_CRED_HOST
 

@@ -1,4 +1,5 @@
-"""The service's SQLite database: users, registered boards, challenges, nodes and certificates.
+"""The service's SQLite database: users, registered boards, challenges, nodes and certificates,
+and the user-node mappings (challenges, secret-key requests, node reports, mapped nodes).
 
 Every write that depends on what it read runs in one `BEGIN IMMEDIATE` transaction, so concurrent
 requests (one connection per thread) can never overspend a quota or reuse a challenge.
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DB_NAME = "claims.sqlite3"
+# The mapping tables came later, as CREATE TABLE IF NOT EXISTS only: an older database gains
+# them when it is opened, so the version stays 1.
 SCHEMA_VERSION = "1"
 DEFAULT_QUOTA = 5
 _ALNUM = string.ascii_letters + string.digits
@@ -58,6 +61,42 @@ CREATE TABLE IF NOT EXISTS certificates (
     issued REAL NOT NULL,
     pem TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mapping_challenges (
+    request_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    challenge TEXT NOT NULL,
+    expires REAL NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS mapping_requests (
+    request_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    secret_key TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'confirmed', 'discarded')),
+    updated REAL NOT NULL,
+    tags TEXT,
+    metadata TEXT
+);
+CREATE INDEX IF NOT EXISTS mapping_requests_node ON mapping_requests (node_id, status);
+CREATE TABLE IF NOT EXISTS node_reports (
+    node_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    secret_key TEXT NOT NULL,
+    reset INTEGER NOT NULL,
+    received REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_nodes (
+    node_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    mapped REAL NOT NULL,
+    how TEXT NOT NULL CHECK (how IN ('challenge_response', 'secret_key')),
+    tags TEXT,
+    metadata TEXT
+);
+CREATE INDEX IF NOT EXISTS user_nodes_user ON user_nodes (user_id, node_id);
 """
 
 
@@ -93,6 +132,57 @@ class Node:
     mac: str
     user_id: str
     claimed: bool
+
+
+@dataclass(frozen=True)
+class MappingChallenge:
+    """A challenge-response mapping started by a user (user/nodes/mapping/initiate)."""
+
+    request_id: str
+    user_id: str
+    challenge: str
+    expires: float
+    used: bool
+
+
+@dataclass(frozen=True)
+class MappingRequest:
+    """A secret-key mapping request (PUT user/nodes/mapping); status as stored: requested,
+    confirmed or discarded (a requested one past `expires` is shown as timed out)."""
+
+    request_id: str
+    user_id: str
+    node_id: str
+    secret_key: str
+    created: float
+    expires: float
+    status: str
+    tags: str | None
+    metadata: str | None
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """The last mapping message a node sent that no request has taken yet."""
+
+    node_id: str
+    user_id: str
+    secret_key: str
+    reset: bool
+    received: float
+
+
+@dataclass(frozen=True)
+class UserNode:
+    """A node mapped to a user; how = challenge_response or secret_key; tags and metadata as
+    JSON text (or None)."""
+
+    node_id: str
+    user_id: str
+    mapped: float
+    how: str
+    tags: str | None = None
+    metadata: str | None = None
 
 
 class StoreError(Exception):
@@ -346,3 +436,198 @@ class Store:
                     (node_id,),
                 ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    @staticmethod
+    def latest_certificate(db: sqlite3.Connection, node_id: str) -> str | None:
+        """The PEM of the certificate issued last to node_id (the one its key now matches)."""
+        row = db.execute(
+            "SELECT pem FROM certificates WHERE node_id = ? ORDER BY issued DESC, rowid DESC"
+            " LIMIT 1",
+            (node_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # --- user-node mapping: challenge-response --------------------------------------------------
+
+    def new_mapping_challenge(
+        self, user_id: str, request_id: str, challenge: str, expires: float, now: float
+    ) -> None:
+        with self.transaction() as db:
+            # Challenges an hour past their expiry are dropped as new ones come in.
+            db.execute("DELETE FROM mapping_challenges WHERE expires < ?", (now - 3600.0,))
+            db.execute(
+                "INSERT INTO mapping_challenges (request_id, user_id, challenge, expires)"
+                " VALUES (?, ?, ?, ?)",
+                (request_id, user_id, challenge, expires),
+            )
+
+    @staticmethod
+    def mapping_challenge(db: sqlite3.Connection, request_id: str) -> MappingChallenge | None:
+        row = db.execute(
+            "SELECT user_id, challenge, expires, used FROM mapping_challenges"
+            " WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return MappingChallenge(request_id, row[0], row[1], row[2], bool(row[3]))
+
+    @staticmethod
+    def spend_mapping_challenge(db: sqlite3.Connection, request_id: str) -> None:
+        db.execute("UPDATE mapping_challenges SET used = 1 WHERE request_id = ?", (request_id,))
+
+    # --- user-node mapping: secret-key requests and node reports --------------------------------
+
+    @staticmethod
+    def add_mapping_request(db: sqlite3.Connection, request: MappingRequest) -> None:
+        db.execute(
+            "INSERT INTO mapping_requests (request_id, user_id, node_id, secret_key, created,"
+            " expires, status, updated, tags, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.request_id,
+                request.user_id,
+                request.node_id,
+                request.secret_key,
+                request.created,
+                request.expires,
+                request.status,
+                request.created,
+                request.tags,
+                request.metadata,
+            ),
+        )
+
+    @staticmethod
+    def open_mapping_requests(
+        db: sqlite3.Connection, node_id: str, now: float
+    ) -> list[MappingRequest]:
+        """The node's requests still waiting (requested, not expired), newest first."""
+        rows = db.execute(
+            "SELECT request_id, user_id, secret_key, created, expires, tags, metadata"
+            " FROM mapping_requests WHERE node_id = ? AND status = 'requested' AND expires >= ?"
+            " ORDER BY created DESC, rowid DESC",
+            (node_id, now),
+        ).fetchall()
+        return [
+            MappingRequest(r[0], r[1], node_id, r[2], r[3], r[4], "requested", r[5], r[6])
+            for r in rows
+        ]
+
+    @staticmethod
+    def set_request_status(
+        db: sqlite3.Connection, request_id: str, status: str, now: float
+    ) -> None:
+        db.execute(
+            "UPDATE mapping_requests SET status = ?, updated = ? WHERE request_id = ?",
+            (status, now, request_id),
+        )
+
+    @staticmethod
+    def discard_open_requests(
+        db: sqlite3.Connection, node_id: str, now: float, user_id: str | None = None
+    ) -> None:
+        """Mark the node's waiting requests (of one user, or of everyone) discarded."""
+        sql = (
+            "UPDATE mapping_requests SET status = 'discarded', updated = ?"
+            " WHERE node_id = ? AND status = 'requested' AND expires >= ?"
+        )
+        params: tuple[object, ...] = (now, node_id, now)
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params += (user_id,)
+        db.execute(sql, params)
+
+    def mapping_request(self, request_id: str) -> MappingRequest | None:
+        with self.snapshot() as db:
+            row = db.execute(
+                "SELECT user_id, node_id, secret_key, created, expires, status, tags, metadata"
+                " FROM mapping_requests WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return MappingRequest(request_id, *row)
+
+    @staticmethod
+    def node_report(db: sqlite3.Connection, node_id: str) -> NodeReport | None:
+        row = db.execute(
+            "SELECT user_id, secret_key, reset, received FROM node_reports WHERE node_id = ?",
+            (node_id,),
+        ).fetchone()
+        return None if row is None else NodeReport(node_id, row[0], row[1], bool(row[2]), row[3])
+
+    @staticmethod
+    def keep_node_report(db: sqlite3.Connection, report: NodeReport) -> None:
+        db.execute(
+            "INSERT INTO node_reports (node_id, user_id, secret_key, reset, received)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+            " user_id = excluded.user_id, secret_key = excluded.secret_key,"
+            " reset = excluded.reset, received = excluded.received",
+            (
+                report.node_id,
+                report.user_id,
+                report.secret_key,
+                int(report.reset),
+                report.received,
+            ),
+        )
+
+    @staticmethod
+    def drop_node_report(db: sqlite3.Connection, node_id: str) -> None:
+        db.execute("DELETE FROM node_reports WHERE node_id = ?", (node_id,))
+
+    # --- mapped nodes ---------------------------------------------------------------------------
+
+    @staticmethod
+    def node_owner(db: sqlite3.Connection, node_id: str) -> str | None:
+        row = db.execute("SELECT user_id FROM user_nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def map_node(db: sqlite3.Connection, mapping: UserNode) -> None:
+        """Make mapping.user_id the node's (only) user, replacing any other."""
+        db.execute(
+            "INSERT INTO user_nodes (node_id, user_id, mapped, how, tags, metadata)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+            " user_id = excluded.user_id, mapped = excluded.mapped, how = excluded.how,"
+            " tags = excluded.tags, metadata = excluded.metadata",
+            (
+                mapping.node_id,
+                mapping.user_id,
+                mapping.mapped,
+                mapping.how,
+                mapping.tags,
+                mapping.metadata,
+            ),
+        )
+
+    @staticmethod
+    def unmap_node(db: sqlite3.Connection, node_id: str, user_id: str | None = None) -> bool:
+        """Remove the node's mapping (only if it is user_id's, when given); True if one went."""
+        if user_id is None:
+            cur = db.execute("DELETE FROM user_nodes WHERE node_id = ?", (node_id,))
+        else:
+            cur = db.execute(
+                "DELETE FROM user_nodes WHERE node_id = ? AND user_id = ?", (node_id, user_id)
+            )
+        return cur.rowcount > 0
+
+    def user_nodes(
+        self, user_id: str, start_id: str | None = None, limit: int | None = None
+    ) -> tuple[list[UserNode], int, str | None]:
+        """(one page of the user's nodes by node id from start_id, how many the user has in
+        all, the node id the next page starts at or None)."""
+        with self.snapshot() as db:
+            (total,) = db.execute(
+                "SELECT COUNT(*) FROM user_nodes WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            rows = db.execute(
+                "SELECT node_id, mapped, how, tags, metadata FROM user_nodes"
+                " WHERE user_id = ? AND node_id >= ? ORDER BY node_id LIMIT ?",
+                (user_id, start_id or "", -1 if limit is None else limit + 1),
+            ).fetchall()
+        nodes = [UserNode(r[0], user_id, r[1], r[2], r[3], r[4]) for r in rows]
+        next_id = None
+        if limit is not None and len(nodes) > limit:
+            next_id = nodes.pop().node_id
+        return nodes, int(total), next_id
