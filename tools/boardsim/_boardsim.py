@@ -26,8 +26,8 @@ def board():
 
 
 def power_cut():
-    # Pull the plug: the interpreter dies at once (SIGKILL), no finally blocks, no flushes, so
-    # anything not yet committed is lost, as on a real board.
+    # Pull the plug: the interpreter dies at once (SIGKILL), no finally blocks, no flushes. NVS
+    # keeps every write that returned (ESP-IDF writes through), files what was written.
     os.system("kill -9 $PPID")
     # Only reached if the kill failed; never continue as if power were still on.
     raise SystemExit(137)
@@ -40,16 +40,38 @@ def hard_reset():
     power_cut()
 
 
-_mutations = 0
+_writes = 0
 
 
-def count_nvs_mutation():
-    # RMBENCH_POWER_CUT="nvs:N" cuts the power instead of performing the N-th NVS mutation.
-    global _mutations
-    _mutations += 1
+def nvs_write(after):
+    # Called by esp32.NVS just before each write (after False: the write is counted) and just
+    # after it (after True: it is on flash). RMBENCH_POWER_CUT="nvs:N" (or "nvs:N:before") cuts
+    # the power just before the N-th write, so it never happens; "nvs:N:after" just after it,
+    # so it is durable and nothing after it runs.
+    global _writes
+    if not after:
+        _writes += 1
     spec = os.getenv("RMBENCH_POWER_CUT")
-    if spec and spec.startswith("nvs:") and _mutations == int(spec[4:]):
+    if not spec or not spec.startswith("nvs:"):
+        return
+    parts = spec.split(":")
+    if int(parts[1]) == _writes and (len(parts) > 2 and parts[2] == "after") == after:
         power_cut()
+
+
+_session = None
+
+
+def log(name, line):
+    # One line in the board file `name`, after this run's id: each run of the interpreter
+    # (a boot, a soft reset) is one session, so host tests can count per boot.
+    global _session
+    if _session is None:
+        import time
+
+        _session = "%x" % time.time_ns()
+    with open(path(name), "a") as f:
+        f.write(_session + " " + line + "\n")
 
 
 def now_ms():

@@ -1,10 +1,19 @@
-"""esp32 stand-in for the Unix port: NVS with the real method set, errors and commit semantics."""
+"""esp32 stand-in for the Unix port: NVS with the real method set and errors, writing through."""
 
+# NVS as ESP-IDF 5.x does it (the releases MicroPython v1.23+ build on): every set_blob, set_i32
+# and erase_key is on flash when it returns, and commit() only checks the handle
+# (components/nvs_flash/src/nvs_handle_simple.cpp, NVSHandleSimple::commit, v5.0-v5.5); each
+# single write is atomic: after a power cut a key holds its old value or its new one (a blob's
+# new version is written whole before the old one is erased, nvs_storage.cpp writeItem). So here
+# each write replaces nvs.json whole (write a copy, then rename) before it returns.
+# esp32.NVS(namespace) calls nvs_open on each construction and MicroPython never calls nvs_close
+# (ports/esp32/esp32_nvs.c, v1.23-v1.28): every construction takes ESP-IDF RAM for good. Each one
+# is logged (nvs-opens.log), so tests can count them.
 # Lean on purpose: on a board this module is built in and NVS costs no GC heap; here its code
 # and data do, and a claim must fit a board's heap with it. So: few functions, const codes, no
-# copy of the committed state kept, and nvs.json (blobs as hex text) read and written a piece
-# at a time: a read scans the file for the one entry it wants and decodes that entry's hex
-# straight into the caller's buffer; a commit copies the other entries' hex across in chunks.
+# copy of the stored state kept, and nvs.json (blobs as hex text) read and written a piece at a
+# time: a read scans the file for the one entry it wants and decodes that entry's hex straight
+# into the caller's buffer; a write copies the other entries' hex across in chunks.
 
 import json
 import os
@@ -29,10 +38,6 @@ _CHUNK = const(64)  # bytes of nvs.json read or written at a time
 HEAP_DATA = 4
 HEAP_EXEC = 1
 
-# Shared by every NVS handle in this process, as on the chip: namespace -> {key: value}, where
-# a value is ("b", bytes), ("i", int) or None for an erase not yet committed.
-_pending = {}
-
 
 def _error(code):
     name = {
@@ -55,8 +60,8 @@ def _name(key):
     return key
 
 
-def _committed():
-    # The committed entries, from nvs.json ({namespace: {key: [kind, value]}}, as json.dump
+def _stored():
+    # The stored entries, from nvs.json ({namespace: {key: [kind, value]}}, as json.dump
     # writes it): [(namespace, key, kind, value)], value an int, or for a blob (file offset
     # of its hex digits, number of bytes). The file is read 64 bytes at a time and only short
     # strings (names, kinds) are kept, never a blob's hex.
@@ -117,54 +122,87 @@ def _committed():
                 pos += 1
 
 
-def _merged(changes):
-    # {namespace: [(key, kind, value)]}: the committed entries with changes ({(namespace,
-    # key): entry or None}) applied; a value is an int, bytes (changed) or (offset, length)
-    # in nvs.json (unchanged).
+def _merged(ns, key, entry):
+    # {namespace: [(key, kind, value)]}: the stored entries with one change applied (entry
+    # (kind, value), or None for an erase); a value is an int, bytes (the change) or (offset,
+    # length) in nvs.json (unchanged).
     out = {}
-    for ns, key, kind, value in _committed():
-        if (ns, key) not in changes:
-            out.setdefault(ns, []).append((key, kind, value))
-    for (ns, key), entry in changes.items():
-        if entry is not None:
-            out.setdefault(ns, []).append((key, entry[0], entry[1]))
+    for n, k, kind, value in _stored():
+        if n != ns or k != key:
+            out.setdefault(n, []).append((k, kind, value))
+    if entry is not None:
+        out.setdefault(ns, []).append((key, entry[0], entry[1]))
     return out
+
+
+def _write(state):
+    # nvs.json replaced by `state`, as json.dump would write it: the unchanged blobs' hex copied
+    # from the old file, a new one's written 32 bytes at a time. rename is atomic: a power cut
+    # leaves the old state or the new one, as IDF's single writes do.
+    path = _boardsim.path("nvs.json")
+    old = None
+    with open(path + ".tmp", "w") as f:
+        f.write("{")
+        sep = ""
+        for ns, entries in state.items():
+            f.write("%s%s: {" % (sep, json.dumps(ns)))
+            sep = ""
+            for key, kind, value in entries:
+                f.write('%s%s: ["%s", ' % (sep, json.dumps(key), kind))
+                sep = ", "
+                if kind == "i":
+                    f.write("%d]" % value)
+                    continue
+                f.write('"')
+                if isinstance(value, bytes):
+                    for i in range(0, len(value), _CHUNK // 2):
+                        f.write(value[i : i + _CHUNK // 2].hex())
+                else:
+                    if old is None:
+                        old = open(path, "rb")
+                    old.seek(value[0])
+                    left = 2 * value[1]
+                    while left:
+                        part = old.read(min(_CHUNK, left))
+                        f.write(part.decode())
+                        left -= len(part)
+                f.write('"]')
+            f.write("}")
+            sep = ", "
+        f.write("}")
+    if old is not None:
+        old.close()
+    os.rename(path + ".tmp", path)
 
 
 class NVS:
     def __init__(self, namespace):
         self._ns = _name(namespace)
+        _boardsim.log("nvs-opens.log", self._ns)
 
     def __repr__(self):
         return "<NVS namespace>"
 
     def _get(self, key, kind):
-        # The value of key (a blob's as bytes, or (offset, length) in nvs.json) if it holds
+        # The stored value of key ((offset, length) of a blob's hex in nvs.json) if it holds
         # that kind, else NOT_FOUND (IDF keeps a type per entry).
         _name(key)
-        pending = _pending.get(self._ns, {})
-        if key in pending:
-            entry = pending[key]
-        else:
-            entry = None
-            for ns, k, kd, value in _committed():
-                if ns == self._ns and k == key:
-                    entry = (kd, value)
+        entry = None
+        for ns, k, kd, value in _stored():
+            if ns == self._ns and k == key:
+                entry = (kd, value)
         if entry is None or kind and entry[0] != kind:
             raise _error(_NOT_FOUND)
         return entry[1]
 
     def _set(self, key, entry):
-        # One mutation (entry None: erase): counted for power cuts, checked against the space.
+        # One write (entry None: an erase), on flash when this returns; power cuts land just
+        # before or just after it (_boardsim.nvs_write).
         _name(key)
-        _boardsim.count_nvs_mutation()
-        changes = {}
-        for ns, entries in _pending.items():
-            for k, v in entries.items():
-                changes[(ns, k)] = v
-        changes[(self._ns, key)] = entry
+        _boardsim.nvs_write(False)
+        state = _merged(self._ns, key, entry)
         used = 0
-        for entries in _merged(changes).values():
+        for entries in state.values():
             for _, kind, value in entries:
                 # One 32-byte entry for the header, plus blob data rounded up to whole entries.
                 used += 32
@@ -173,7 +211,8 @@ class NVS:
                     used += (n + 31) // 32 * 32
         if used > _CAPACITY:
             raise _error(_NOT_ENOUGH_SPACE)
-        _pending.setdefault(self._ns, {})[key] = entry
+        _write(state)
+        _boardsim.nvs_write(True)
 
     def set_i32(self, key, value):
         value = int(value)
@@ -192,71 +231,25 @@ class NVS:
         self._set(key, ("b", data))
 
     def get_blob(self, key, buffer):
-        value = self._get(key, "b")
-        n = len(value) if isinstance(value, bytes) else value[1]
+        offset, n = self._get(key, "b")
         if n > len(buffer):
             raise _error(_INVALID_LENGTH)
         mv = memoryview(buffer)
-        if isinstance(value, bytes):
-            mv[:n] = value
-            return n
         with open(_boardsim.path("nvs.json"), "rb") as f:
-            f.seek(value[0])
+            f.seek(offset)
             for i in range(0, n, _CHUNK // 2):
                 part = bytes.fromhex(f.read(min(_CHUNK, 2 * (n - i))).decode())
                 mv[i : i + len(part)] = part
         return n
 
     def erase_key(self, key):
+        # A missing key is NOT_FOUND and writes nothing.
         self._get(key, None)
         self._set(key, None)
 
     def commit(self):
-        _boardsim.count_nvs_mutation()
-        pending = _pending.pop(self._ns, None)
-        if not pending:
-            return
-        changes = {}
-        for k, v in pending.items():
-            changes[(self._ns, k)] = v
-        state = _merged(changes)
-        # The new nvs.json, as json.dump would write it: the unchanged blobs' hex copied from
-        # the old file, the new ones' written 32 bytes at a time.
-        path = _boardsim.path("nvs.json")
-        old = None
-        with open(path + ".tmp", "w") as f:
-            f.write("{")
-            sep = ""
-            for ns, entries in state.items():
-                f.write("%s%s: {" % (sep, json.dumps(ns)))
-                sep = ""
-                for key, kind, value in entries:
-                    f.write('%s%s: ["%s", ' % (sep, json.dumps(key), kind))
-                    sep = ", "
-                    if kind == "i":
-                        f.write("%d]" % value)
-                        continue
-                    f.write('"')
-                    if isinstance(value, bytes):
-                        for i in range(0, len(value), _CHUNK // 2):
-                            f.write(value[i : i + _CHUNK // 2].hex())
-                    else:
-                        if old is None:
-                            old = open(path, "rb")
-                        old.seek(value[0])
-                        left = 2 * value[1]
-                        while left:
-                            part = old.read(min(_CHUNK, left))
-                            f.write(part.decode())
-                            left -= len(part)
-                    f.write('"]')
-                f.write("}")
-                sep = ", "
-            f.write("}")
-        if old is not None:
-            old.close()
-        # rename is atomic: a power cut leaves either the old or the new committed state.
-        os.rename(path + ".tmp", path)
+        # Nothing to do: every write is on flash already (IDF's commit only checks the handle).
+        pass
 
 
 def idf_heap_info(capabilities):

@@ -107,3 +107,12 @@ if _boardsim.board().get("wifi") is not None:
 def _sta_connected():
     state = _WLAN._state.get(STA_IF)
     return state is not None and _WLAN(STA_IF).isconnected()
+
+
+def _radio_active():
+    # Whether this board's Wi-Fi radio is on (any interface made active), for the os stand-in's
+    # urandom: the hardware RNG is a true RNG only while an RF subsystem runs.
+    for state in _WLAN._state.values():
+        if state["active"]:
+            return True
+    return False
