@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 # The board state directory comes from RMBENCH_BOARD_DIR, read at each use: the virtual board
 # may remount the filesystem and point the variable at the new location after start-up.
@@ -40,41 +41,22 @@ def hard_reset():
     power_cut()
 
 
-_writes = 0
+nvs_writes = 0  # NVS writes this boot (_nvs_io counts them, for RMBENCH_POWER_CUT)
 
 
-def nvs_write(after):
-    # Called by esp32.NVS just before each write (after False: the write is counted) and just
-    # after it (after True: it is on flash). RMBENCH_POWER_CUT="nvs:N" (or "nvs:N:before") cuts
-    # the power just before the N-th write, so it never happens; "nvs:N:after" just after it,
-    # so it is durable and nothing after it runs.
-    global _writes
-    if not after:
-        _writes += 1
-    spec = os.getenv("RMBENCH_POWER_CUT")
-    if not spec or not spec.startswith("nvs:"):
-        return
-    parts = spec.split(":")
-    if int(parts[1]) == _writes and (len(parts) > 2 and parts[2] == "after") == after:
-        power_cut()
-
-
-_session = None
+# The radios' state, kept here as a board keeps it in its drivers (it outlives the Python
+# modules that switch it): "wlan" -> {interface: state} (network), "ble" -> on (bluetooth).
+radios = {}
+prng_blocks = 0  # 32-byte blocks drawn this boot from os.urandom's radio-off sequence (_urandom)
+# This run of the interpreter (a boot, a soft reset): one session of the logs below.
+_session = str(time.time_ns())
 
 
 def log(name, line):
-    # One line in the board file `name`, after this run's id: each run of the interpreter
-    # (a boot, a soft reset) is one session, so host tests can count per boot.
-    global _session
-    if _session is None:
-        import time
-
-        _session = "%x" % time.time_ns()
+    # One line in the board file `name`, after the session, so host tests can count per boot.
     with open(path(name), "a") as f:
         f.write(_session + " " + line + "\n")
 
 
 def now_ms():
-    import time
-
     return time.time_ns() // 1000000

@@ -11,17 +11,12 @@ import _boardsim
 if not _boardsim.board().get("bluetooth"):
     raise ImportError("no module named 'bluetooth'")
 
-_on = [False]
-
 
 class BLE:
-    # One controller: every BLE() is the same radio, as on the chip.
+    # One controller: every BLE() is the same radio, as on the chip; its state is kept in
+    # _boardsim (the board's, not this module's).
     def active(self, is_active=None):
         # Sets the state when given; returns it either way (extmod/modbluetooth.c).
         if is_active is not None:
-            _on[0] = bool(is_active)
-        return _on[0]
-
-
-def _radio_active():
-    return _on[0]
+            _boardsim.radios["ble"] = bool(is_active)
+        return bool(_boardsim.radios.get("ble"))

@@ -109,10 +109,7 @@ def _sta_connected():
     return state is not None and _WLAN(STA_IF).isconnected()
 
 
-def _radio_active():
-    # Whether this board's Wi-Fi radio is on (any interface made active), for the os stand-in's
-    # urandom: the hardware RNG is a true RNG only while an RF subsystem runs.
-    for state in _WLAN._state.values():
-        if state["active"]:
-            return True
-    return False
+# The interfaces' state is the board's, not this module's: on a board the Wi-Fi driver keeps
+# running whatever Python drops (network is built in). Kept in _boardsim, it outlives this
+# module, and os.urandom's stand-in reads there whether a radio is on (_boardsim.radio_on).
+_WLAN._state = _boardsim.radios.setdefault("wlan", {})

@@ -1,4 +1,4 @@
-"""os stand-in: the Unix port's builtin os plus uname() as the board reports it, and urandom."""
+"""os stand-in: the Unix port's builtin os plus uname() and urandom() as the board has them."""
 
 import sys
 
@@ -43,37 +43,14 @@ def uname():
     return _Uname(_boardsim.board()["machine"])
 
 
-# os.urandom is esp_random() on the board (MicroPython ports/esp32/mphalport.c mp_hal_get_random,
-# v1.23-v1.28), and ESP-IDF's "Random Number Generation" docs (v5.x) say its output is true
-# random only while an RF subsystem (Wi-Fi, Bluetooth, 802.15.4) is on; otherwise it should be
-# taken as pseudo-random. MicroPython turns no radio on by itself. Modelled the harsh way: with no
-# radio on, the bytes come from a fixed-seed sequence that restarts at every boot, so two boards
-# make the same bytes (and the same key). Every call is logged (urandom.log: bytes, radio on/off).
-_SEED = b"boardsim: esp_random with no RF subsystem on"
-_drawn = 0  # 32-byte blocks of the sequence used in this boot
-
-
-def _radio_on():
-    # A radio is on only through the network or bluetooth stand-in, and only once imported.
+def urandom(n):
+    # The board's os.urandom, modelled in _urandom (see there), which is loaded for the call and
+    # dropped again: on a board os is built in, and a claim's heap must not pay for the model.
     import sys
 
-    for name in ("network", "bluetooth"):
-        m = sys.modules.get(name)
-        if m is not None and m._radio_active():
-            return True
-    return False
+    import _urandom
 
-
-def urandom(n):
-    global _drawn
-    on = _radio_on()
-    _boardsim.log("urandom.log", "%d %s" % (n, "on" if on else "off"))
-    if on:
-        return _builtin.urandom(n)
-    import hashlib
-
-    out = b""
-    while len(out) < n:
-        out += hashlib.sha256(_SEED + _drawn.to_bytes(4, "big")).digest()
-        _drawn += 1
-    return out[:n]
+    try:
+        return _urandom.urandom(n)
+    finally:
+        sys.modules.pop("_urandom", None)
