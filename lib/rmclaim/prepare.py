@@ -51,12 +51,15 @@ def identify(cfg, ev):
 
 
 def key(cfg, ev, mac, how, csr_cache):
-    # The key (committed to NVS before any network call), its PEM and public point and, for
-    # self-claim, the CSR (its CN, the MAC, is known).
-    from rmclaim import csr, store
-    from rmclaim.claim import build_csr_pem
+    # The key (stored in NVS before any network call), its PEM and public point and, for
+    # self-claim, the CSR (its CN, the MAC, is known). csr is loaded only after the key is made
+    # (with a radio on: rmclaim.store), so fewer modules share the heap while it is.
+    from rmclaim import store
 
     d, key_pem = ev.run("key", store.Store().load_or_create_key)
+    from rmclaim import csr
+    from rmclaim.claim import build_csr_pem
+
     point = csr.public_point(d)
     if how == "self":
         csr_cache[mac] = ev.run("csr", build_csr_pem, d, mac, cfg.matter)
