@@ -233,6 +233,7 @@ x.append(os.urandom(32).hex())
 print(json.dumps(x))
 """
     got = run_json(b, mpy, on)
+    assert isinstance(got, list) and isinstance(first, list)
     assert got[0] != got[1]
     assert got[2][:16] == first[0]  # off again: predictable (this boot drew none before)
     assert b.urandom_calls()[-3:] == [(32, True), (32, True), (32, False)]
