@@ -73,7 +73,7 @@ class SimBoard:
         return [SIM_DIR]
 
     def nvs(self) -> dict[str, dict[str, bytes | int]]:
-        """Committed NVS contents: namespace -> key -> bytes (blob) or int (i32)."""
+        """NVS contents (every finished write): namespace -> key -> bytes (blob) or int (i32)."""
         path = self.directory / "nvs.json"
         if not path.exists():
             return {}
