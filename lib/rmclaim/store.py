@@ -78,13 +78,14 @@ class Credentials:
 
 
 # Key material is made only with a radio on. os.urandom is esp_random() (MicroPython
-# ports/esp32/mphalport.c mp_hal_get_random, v1.23+), and ESP-IDF's "Random Number Generation"
-# docs (v5.x) say the hardware RNG gives true random numbers while an RF subsystem (Wi-Fi,
-# Bluetooth, 802.15.4) is enabled, and pseudo-random ones otherwise. MicroPython turns no radio
-# on by itself: a board fresh from a soft reset into the raw REPL (the host-assisted claim), or
-# a boot that never made network.WLAN active, has only the PRNG. (Here rather than in a module
-# of its own: measured, the claim's heap peak is lower so.) load_or_create_key makes the key and
-# the random bytes between _radio_on() and _radio_off().
+# ports/esp32/modos.c in v1.23-v1.27; extmod/modos.c through ports/esp32/mphalport.c
+# mp_hal_get_random from v1.28), and ESP-IDF's "Random Number Generation" docs (v5.x) say the
+# hardware RNG gives true random numbers while an RF subsystem (Wi-Fi, Bluetooth, 802.15.4) is
+# enabled, and pseudo-random ones otherwise. MicroPython turns no radio on by itself: a board fresh
+# from a soft reset into the raw REPL (the host-assisted claim), or a boot that never made
+# network.WLAN active, has only the PRNG. (Here rather than in a module of its own: measured, the
+# claim's heap peak is lower so.) load_or_create_key makes the key and the random bytes between
+# _radio_on() and _radio_off().
 
 
 def _radio_on():

@@ -46,6 +46,9 @@ nvs_writes = 0  # NVS writes this boot (_nvs_io counts them, for RMBENCH_POWER_C
 
 # The radios' state, kept here as a board keeps it in its drivers (it outlives the Python
 # modules that switch it): "wlan" -> {interface: state} (network), "ble" -> on (bluetooth).
+# A soft reset starts a new interpreter here, so every radio is off after one; a board's soft
+# reset stops Bluetooth but leaves Wi-Fi running (MicroPython v1.28 ports/esp32/main.c calls
+# mp_bluetooth_deinit, no Wi-Fi stop): the harsher model, for os.urandom.
 radios = {}
 prng_blocks = 0  # 32-byte blocks drawn this boot from os.urandom's radio-off sequence (_urandom)
 # This run of the interpreter (a boot, a soft reset): one session of the logs below.

@@ -1,12 +1,14 @@
 """os.urandom as the board gives it: random only while a radio is on (used by the os stand-in)."""
 
-# os.urandom is esp_random() on the board (MicroPython ports/esp32/mphalport.c mp_hal_get_random,
-# v1.23-v1.28), and ESP-IDF's "Random Number Generation" docs (v5.x) say its output is true
-# random only while an RF subsystem (Wi-Fi, Bluetooth, 802.15.4) is on; otherwise it should be
-# taken as pseudo-random. MicroPython turns no radio on by itself. Modelled the harsh way: with no
-# radio on, the bytes come from a fixed-seed sequence that restarts at every boot, so two boards
-# make the same bytes (and the same key). Every call is logged (urandom.log: bytes, radio on/off).
-# The position in the sequence is kept in _boardsim (this module is dropped after each call).
+# os.urandom is esp_random() on the board (MicroPython ports/esp32/modos.c in v1.23-v1.27;
+# extmod/modos.c through ports/esp32/mphalport.c mp_hal_get_random from v1.28; no release calls
+# bootloader_random_enable, and _boot.py starts no radio), and ESP-IDF's "Random Number Generation"
+# docs (v5.x) say its output is true random only while an RF subsystem (Wi-Fi, Bluetooth, 802.15.4)
+# is on; otherwise it should be taken as pseudo-random. MicroPython turns no radio on by itself.
+# Modelled the harsh way: with no radio on, the bytes come from a fixed-seed sequence that restarts
+# at every boot, so two boards make the same bytes (and the same key). Every call is logged
+# (urandom.log: bytes, radio on/off). The position in the sequence is kept in _boardsim (this
+# module is dropped after each call).
 
 import _boardsim
 
