@@ -37,6 +37,8 @@ def test_first_boot_self_claims_and_a_reboot_does_not_claim_again(
     assert claimed.fields["stored"] == "no"
     assert claimed.fields["rounds"] == "1"
     cert = check_identity(bench.credentials(), mac)
+    if isinstance(board, VirtualBoard):
+        assert board.sim.radio_off_urandom() == []  # the key was made with the station on
     issuer = bench.service.claim_ca_pem
     assert cert.issuer.rfc4514_string() in issuer or "claim CA" in cert.issuer.rfc4514_string()
 
@@ -73,6 +75,8 @@ def test_token_claim_on_a_board_that_cannot_self_claim(bench: BenchSetup) -> Non
     node_id = lines[-1].fields["node_id"]
     assert len(node_id) == 22  # the service's token node ids
     check_identity(bench.credentials(), node_id)
+    if isinstance(bench.board, VirtualBoard):
+        assert bench.board.sim.radio_off_urandom() == []  # the key was made with the station on
     assert bench.boot()[-1].fields["stored"] == "yes"
 
 

@@ -178,15 +178,30 @@ def test_a_ctrl_c_that_outruns_the_code_it_meant_to_stop_is_harmless(
     assert after["last_reset"] == info["last_reset"]  # not a reset of any kind
 
 
-def test_power_cycle_loses_uncommitted_nvs(state: Path, port: str) -> None:
+def test_power_cycle_keeps_every_finished_nvs_write(state: Path, port: str) -> None:
+    # NVS writes through, as ESP-IDF 5 does: no commit() needed for a write to survive.
     mpremote(
-        port,
-        "exec",
-        "import esp32\nn = esp32.NVS('bench')\nn.set_i32('a', 5)\nn.commit()\nn.set_i32('a', 6)",
+        port, "exec", "import esp32\nn = esp32.NVS('bench')\nn.set_i32('a', 5)\nn.set_i32('a', 6)"
     )
     out = rmbench("vboard", "power-cycle", "cli", "--state-dir", str(state)).stdout
     assert out.startswith("cli: power cycled")
-    assert mpremote(port, "eval", "__import__('esp32').NVS('bench').get_i32('a')") == b"5\r\n"
+    assert mpremote(port, "eval", "__import__('esp32').NVS('bench').get_i32('a')") == b"6\r\n"
+    for spec in ("nvs:0", "nvs:2:later", "nvs:x"):
+        bad = rmbench(
+            "vboard",
+            "power-cycle",
+            "cli",
+            "--cut-at",
+            spec,
+            "--state-dir",
+            str(state),
+            check=False,
+        )
+        assert bad.returncode == 1
+        assert bad.stderr == (
+            "rmbench: vboard power-cycle: --cut-at wants nvs:N, nvs:N:before or nvs:N:after "
+            f"(N = 1, 2, ...), got {spec!r}\n"
+        )
 
 
 def test_identity_comes_from_the_name_and_files_survive_a_restart(state: Path) -> None:

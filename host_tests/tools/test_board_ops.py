@@ -237,6 +237,9 @@ def test_host_assisted_claim_of_an_esp32_and_status(
     key = serialization.load_pem_private_key(key_pem, None)
     cert = x509.load_pem_x509_certificates(cert_text)[0]
     assert cert.public_key() == key.public_key()
+    # Made right after a soft reset into the raw REPL, where no radio is on: the board turned
+    # its station on first, so os.urandom was seeded (it is a PRNG with no RF subsystem on).
+    assert b.sim.urandom_calls() == [(32, True), (64, True)]
 
     s = status.status(b)
     b.close()

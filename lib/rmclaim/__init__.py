@@ -21,13 +21,18 @@ from rmclaim.errors import (  # noqa: F401 (re-exported: the public exception ty
 
 __version__ = "0.1.0"
 
+# The rmaker_creds esp32.NVS handle, opened once per boot by rmclaim.store and kept here: the
+# claim drops its modules between phases, this package stays (esp32.NVS has no close).
+_nvs = None  # type: object
+
 
 def ensure_claimed(config=None, on_event=None):
     """Return this board's RainMaker credentials, claiming it first if it has none.
 
     Already claimed (a key, certificate and node id in NVS namespace ``rmaker_creds``): returns
     at once, with no network access. Otherwise claims, resuming from what is stored: the
-    private key is made once and committed to NVS before any network call, and reused after a
+    private key is made once (with the Wi-Fi station, or Bluetooth, on: os.urandom is only a
+    PRNG with no radio on) and stored in NVS before any network call, and reused after a
     reboot; the certificate, node id and MQTT hosts are written only after the certificate's
     public key is found to be this key, its CN the node id, and its signature the claim CA's.
 
@@ -58,7 +63,7 @@ def ensure_claimed(config=None, on_event=None):
     Raises:
         ConfigError: the config is wrong (the message names the key).
         UnsupportedChip: unknown chip, or it cannot claim in the configured mode (the
-            message names host-assisted claiming).
+            message names host-assisted claiming), or no radio can be turned on to make a key.
         TLSError: the service's certificate was refused (wrong CA, hostname, dates).
         ServiceError: the service refused, or gave no usable reply, and retrying did not
             help or is pointless: QuotaExceeded, ChallengeRejected, PlatformRejected,
@@ -99,8 +104,10 @@ def forget():
 def prepare_csr(node_id, matter=False):
     """Host-assisted claim, step 1 on the device: a CSR for ``node_id``, as PEM text.
 
-    Loads the stored private key, or makes one and commits it to NVS first; the key never
-    leaves the board. The host then calls the service's verify with this CSR and its token.
+    Loads the stored private key, or makes one (turning the Wi-Fi station, or Bluetooth, on
+    while it does: os.urandom is only a PRNG with no radio on) and stores it in NVS first; the
+    key never leaves the board. The host then calls the service's verify with this CSR and its
+    token.
 
     Args:
         node_id: the node id the service's initiate returned (the CSR's CN).
@@ -108,6 +115,7 @@ def prepare_csr(node_id, matter=False):
 
     Raises:
         StoreError: NVS failed.
+        UnsupportedChip: no radio can be turned on, so no key is made.
     """
     from rmclaim import assist
 

@@ -2,8 +2,8 @@
 
 
 def prepare_csr(node_id, matter=False):
-    # The key (loaded, or made and committed now) and a CSR for node_id, as PEM. The key
-    # never leaves the board.
+    # The key (loaded, or made with a radio on and stored now) and a CSR for node_id, as PEM.
+    # The key never leaves the board.
     from rmclaim import claim, store
 
     d, _pem = store.Store().load_or_create_key()

@@ -51,14 +51,17 @@ def identify(cfg, ev):
 
 
 def key(cfg, ev, mac, how, csr_cache):
-    # The key (committed to NVS before any network call), its PEM and public point and, for
-    # self-claim, the CSR (its CN, the MAC, is known).
-    from rmclaim import csr, store
+    # The key (stored in NVS before any network call), its PEM and public point and, for
+    # self-claim, the CSR (its CN, the MAC, is known). csr is loaded only after the key is made
+    # (with a radio on: rmclaim.store) and store has left the heap, so fewer modules share it.
+    from rmclaim import store
     from rmclaim.claim import unload
 
     d, key_pem = ev.run("key", store.Store().load_or_create_key)
     del store
-    unload("store")  # the key is committed: the CSR is made without NVS code on the heap
+    unload("store")
+    from rmclaim import csr
+
     point = csr.public_point(d)
     if how == "self":
         csr_cache[mac] = ev.run("csr", csr.request_pem, d, mac, cfg.matter)

@@ -1,8 +1,8 @@
-"""Credentials in NVS (namespace rmaker_creds, RainMaker key names), in committed phases."""
+"""Credentials in NVS (namespace rmaker_creds, RainMaker key names), in phases an index commits."""
 
 from micropython import const
 
-from rmclaim.errors import StoreError
+from rmclaim.errors import StoreError, UnsupportedChip
 
 NAMESPACE = "rmaker_creds"
 # The blobs, under RainMaker's own key names and with RainMaker's contents (no trailing NUL):
@@ -15,9 +15,22 @@ NAMESPACE = "rmaker_creds"
 # esp32.NVS cannot tell a blob's length, so one more blob, rmclaim_lens, records them:
 #   1 byte layout version (1), then one little-endian u16 per slot below, 0 = absent;
 #   13 bytes in all, read with a 13-byte buffer, so no read ever guesses a size.
-# rmclaim_lens is written after the blobs of a phase and committed with them: it is the
-# commit record. A blob it does not list is ignored; a listed blob whose length differs is
-# reported as damaged, never used. forget() erases rmclaim_lens first.
+# NVS writes through: each set_blob/erase_key is on flash when it returns, and is atomic (a
+# key holds its old or its new value after a power cut); commit() does nothing (ESP-IDF 5.x
+# nvs_handle_simple.cpp, NVSHandleSimple::commit only checks the handle), so this module never
+# calls it. A power cut can land between any two writes, so rmclaim_lens is the commit record:
+# - only what it lists counts: a blob it does not list is ignored (a cut can leave one), and
+#   erased when a phase next writes that slot as absent; a listed blob whose length differs is
+#   reported as damaged, never used;
+# - a phase writes its blobs first and rmclaim_lens last, so the index never lists a blob
+#   before it is whole;
+# - a listed blob is never overwritten: a phase that changes a listed slot first writes an
+#   index without it, so a cut never pairs one phase's blob with another's;
+# - forget() erases rmclaim_lens first.
+# esp32.NVS has no close, and each construction takes ESP-IDF RAM for good (MicroPython
+# ports/esp32/esp32_nvs.c: nvs_open, never nvs_close): the namespace is opened once per boot
+# and the handle kept on the rmclaim package (its modules are dropped between claim phases;
+# the package stays).
 KEYS = ("client_key", "client_cert", "node_id", "mqtt_host", "mqtt_cred_host", "random")
 _KEY = const(0)
 _CERT = const(1)
@@ -64,10 +77,86 @@ class Credentials:
         return "Credentials(node_id=%r, mqtt_host=%r)" % (self.node_id, self.mqtt_host)
 
 
-def _urandom(n):
-    import os
+# Key material is made only with a radio on. os.urandom is esp_random() (MicroPython
+# ports/esp32/modos.c in v1.23-v1.27; extmod/modos.c through ports/esp32/mphalport.c
+# mp_hal_get_random from v1.28), and ESP-IDF's "Random Number Generation" docs (v5.x) say the
+# hardware RNG gives true random numbers while an RF subsystem (Wi-Fi, Bluetooth, 802.15.4) is
+# enabled, and pseudo-random ones otherwise. MicroPython turns no radio on by itself: a board fresh
+# from a soft reset into the raw REPL (the host-assisted claim), or a boot that never made
+# network.WLAN active, has only the PRNG. (Here rather than in a module of its own: measured, the
+# claim's heap peak is lower so.) load_or_create_key makes the key and the random bytes between
+# _radio_on() and _radio_off().
 
-    return os.urandom(n)
+
+def _radio_on():
+    # Turns a radio on unless one is on already: the Wi-Fi station (active is enough, no
+    # association: esp_wifi_start, network_wlan.c), or Bluetooth LE where the build has no WLAN
+    # (the ESP32-H2 preview: MICROPY_PY_NETWORK_WLAN 0, sdkconfig.ble; BLE().active(True) runs
+    # nimble_port_init, which enables the controller). -> what it turned on, for _radio_off():
+    # "network", "bluetooth", or None. Raises UnsupportedChip when no radio can be turned on.
+    # A board's network and bluetooth are built in, never listed in sys.modules (MicroPython
+    # py/builtinimport.c) and cost no heap; a simulation's are modules on the heap: the ones
+    # loaded here are dropped again (the radio stays as set: its state is the board's).
+    import sys
+
+    loaded = [m for m in ("network", "bluetooth") if m not in sys.modules]
+    try:
+        try:
+            import network
+
+            has_wlan = hasattr(network, "WLAN")
+        except ImportError:
+            if sys.platform != "esp32":
+                return None  # not a board (CPython, the Unix port): the OS's CSPRNG
+            has_wlan = False
+        why = "no network.WLAN"
+        if has_wlan:
+            try:
+                wlan = network.WLAN(network.WLAN.IF_STA)
+                if wlan.active():
+                    return None
+                wlan.active(True)
+                return "network"
+            except OSError as e:
+                why = "WLAN.active(True) failed: %s" % e
+        try:
+            import bluetooth
+
+            ble = bluetooth.BLE()
+            if ble.active():
+                return None
+            ble.active(True)
+            return "bluetooth"
+        except ImportError:
+            why += ", no bluetooth"
+        except OSError as e:
+            why += ", BLE.active(True) failed: %s" % e
+        raise UnsupportedChip(
+            "key: no radio can be turned on (%s), so os.urandom is only a PRNG: refusing to "
+            "make a key; use a firmware with Wi-Fi or Bluetooth, or a host-made key (rmbench "
+            "nvs-image --host-key)" % why
+        )
+    finally:
+        for m in loaded:
+            sys.modules.pop(m, None)
+
+
+def _radio_off(on):
+    # Turns off what _radio_on() turned on (its result), dropping the modules it loads.
+    import sys
+
+    if on is not None:
+        loaded = on not in sys.modules
+        if on == "network":
+            import network
+
+            network.WLAN(network.WLAN.IF_STA).active(False)
+        else:
+            import bluetooth
+
+            bluetooth.BLE().active(False)
+        if loaded:
+            sys.modules.pop(on, None)
 
 
 class Store:
@@ -76,14 +165,20 @@ class Store:
 
     def _handle(self):
         if self._nvs is None:
-            try:
-                import esp32
+            import rmclaim
 
-                self._nvs = esp32.NVS(NAMESPACE)
-            except ImportError:
-                raise StoreError("store: this port has no esp32.NVS") from None
-            except OSError as e:
-                raise StoreError("store: cannot open NVS namespace %s: %s" % (NAMESPACE, e)) from e
+            if rmclaim._nvs is None:
+                try:
+                    import esp32
+
+                    rmclaim._nvs = esp32.NVS(NAMESPACE)
+                except ImportError:
+                    raise StoreError("store: this port has no esp32.NVS") from None
+                except OSError as e:
+                    raise StoreError(
+                        "store: cannot open NVS namespace %s: %s" % (NAMESPACE, e)
+                    ) from e
+            self._nvs = rmclaim._nvs
         return self._nvs
 
     def lengths(self):
@@ -159,35 +254,50 @@ class Store:
         return self._text(_KEY, self.lengths())
 
     def _write(self, items):
-        # One phase: set (or erase, for None) the given slots, then rmclaim_lens, then commit.
+        # One phase: set (or erase, for None) the given slots, then rmclaim_lens. Two passes,
+        # each ending with an index write: the first only when the index lists a slot about to
+        # change, and then without those slots (a listed blob is never overwritten); the second
+        # writes the blobs, then the index listing them.
         nvs = self._handle()
         lens = self.lengths()
+        for slot, data in items:
+            if data is not None and (not data or len(data) > 0xFFFF):
+                raise StoreError(
+                    "store: %s of %d bytes cannot be stored" % (KEYS[slot], len(data))
+                )
         try:
-            for slot, data in items:
-                if data is None:
-                    if lens[slot]:
-                        nvs.erase_key(KEYS[slot])
-                    lens[slot] = 0
+            for final in (False, True):
+                if final:
+                    for slot, data in items:
+                        if data is None:
+                            try:
+                                nvs.erase_key(KEYS[slot])  # listed or left by a cut: erased
+                            except OSError as e:
+                                if _errno(e) != _NOT_FOUND:
+                                    raise
+                        else:
+                            nvs.set_blob(KEYS[slot], data)
+                            lens[slot] = len(data)
                 else:
-                    if not data or len(data) > 0xFFFF:
-                        raise StoreError(
-                            "store: %s of %d bytes cannot be stored" % (KEYS[slot], len(data))
-                        )
-                    nvs.set_blob(KEYS[slot], data)
-                    lens[slot] = len(data)
-            index = bytearray(_INDEX_LEN)
-            index[0] = _LAYOUT
-            for i, n in enumerate(lens):
-                index[1 + 2 * i] = n & 0xFF
-                index[2 + 2 * i] = n >> 8
-            nvs.set_blob(_INDEX, index)
-            nvs.commit()
+                    listed = False
+                    for slot, _ in items:
+                        if lens[slot]:
+                            lens[slot] = 0
+                            listed = True
+                    if not listed:
+                        continue
+                index = bytearray(_INDEX_LEN)
+                index[0] = _LAYOUT
+                for i, n in enumerate(lens):
+                    index[1 + 2 * i] = n & 0xFF
+                    index[2 + 2 * i] = n >> 8
+                nvs.set_blob(_INDEX, index)
         except OSError as e:
             raise StoreError("store: writing NVS failed: %s" % e) from e
 
     def save_key(self, key_pem, random=None):
         # Phase 1, before any network call: the key (and the random bytes, when not stored
-        # yet), committed together.
+        # yet), listed together by one index write.
         items = [(_KEY, key_pem.encode())]
         if random is not None:
             items.append((_RANDOM, random))
@@ -197,9 +307,9 @@ class Store:
         return self.lengths()[_RANDOM] == RANDOM_LEN
 
     def save_identity(self, certificate, node_id, mqtt_host, mqtt_cred_host):
-        # Phase 2: the certificate (text as received), node id and MQTT hosts, committed
-        # together; the key stays as it is. Only after check_certificate passed for the stored
-        # key (the claim and the host-assisted path both check first).
+        # Phase 2: the certificate (text as received), node id and MQTT hosts, listed together
+        # by one index write; the key stays as it is. Only after check_certificate passed for
+        # the stored key (the claim and the host-assisted path both check first).
         if not self.lengths()[_KEY]:
             raise StoreError("store: no key stored; refusing a certificate without its key")
         self._write(
@@ -212,28 +322,42 @@ class Store:
         )
 
     def load_or_create_key(self):
-        # The stored key as d, or a new one stored and committed now, before anything else
-        # happens; the 64 random bytes are made alongside when missing. -> (d, key PEM)
-        from rmclaim import csr
-
+        # The stored key as d, or a new one stored now, before anything else happens; the 64
+        # random bytes are made alongside when missing. Key material is made only with a radio
+        # on, and with csr not yet loaded (less on the heap). -> (d, key PEM)
         try:
             pem = self.key_pem()
         except StoreError:
             pem = None  # a damaged key blob with no certificate is worth nothing: replace it
+        d = None
         if pem is not None:
+            from rmclaim import csr
+
             try:
                 d = csr.decode_private_key(csr.pem_decode(pem, KEY_LABEL))
             except ValueError:
-                d = None
-            if d is not None:
-                if not self.has_random():
-                    self.save_key(pem, _urandom(RANDOM_LEN))
+                pass
+            if d is not None and self.has_random():
                 return d, pem
-        from rmclaim import p256
+        import os
 
-        d = p256.generate_private_key()
+        on = _radio_on()
+        try:
+            if d is None:
+                from rmclaim import p256
+
+                d = p256.generate_private_key()
+                pem = None
+            random = None if self.has_random() else os.urandom(RANDOM_LEN)
+        finally:
+            _radio_off(on)
+        if pem is not None:
+            self._write([(_RANDOM, random)])
+            return d, pem
+        from rmclaim import csr
+
         pem = csr.pem_encode(csr.encode_private_key(d), KEY_LABEL)
-        self.save_key(pem, None if self.has_random() else _urandom(RANDOM_LEN))
+        self.save_key(pem, random)
         return d, pem
 
     def forget(self):
@@ -247,8 +371,5 @@ class Store:
                 except OSError as e:
                     if _errno(e) != _NOT_FOUND:
                         raise
-                if key == _INDEX:
-                    nvs.commit()
-            nvs.commit()
         except OSError as e:
             raise StoreError("store: erasing NVS failed: %s" % e) from e

@@ -8,7 +8,8 @@ compile), and the config read from a JSON file, as a board reads /rmclaim.json. 
 - wall time of each step of a self-claim (medians of RUNS claims), the whole claim, and the TLS
   handshakes per claim;
 - claim_peak_heap_bytes: the claim's high-water mark on the GC heap, by bench_crypto's ballast
-  method: on a large heap, once the board doubles are imported (a board's built-ins), all but
+  method: on a large heap, once the board doubles are imported (a board's built-ins, network
+  included, with the station's state, which a board keeps in its Wi-Fi driver), all but
   RESERVE bytes are filled with ballast, holes included, and a claim (importing rmclaim
   included) must then complete in what is left; bisection finds the least RESERVE (to 128
   bytes) and the figure is the free heap measured there: library code, data and
@@ -70,7 +71,8 @@ print("ok", c.node_id)
 
 BALLASTED = """
 import gc
-import _boardsim, os, esp32, machine
+import _boardsim, os, esp32, machine, network
+network.WLAN(network.STA_IF)
 RESERVE = %d
 %s
 import rmclaim

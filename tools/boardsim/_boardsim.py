@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 # The board state directory comes from RMBENCH_BOARD_DIR, read at each use: the virtual board
 # may remount the filesystem and point the variable at the new location after start-up.
@@ -33,8 +34,8 @@ def firmware():
 
 
 def power_cut():
-    # Pull the plug: the interpreter dies at once (SIGKILL), no finally blocks, no flushes, so
-    # anything not yet committed is lost, as on a real board.
+    # Pull the plug: the interpreter dies at once (SIGKILL), no finally blocks, no flushes. NVS
+    # keeps every write that returned (ESP-IDF writes through), files what was written.
     os.system("kill -9 $PPID")
     # Only reached if the kill failed; never continue as if power were still on.
     raise SystemExit(137)
@@ -47,16 +48,24 @@ def hard_reset():
     power_cut()
 
 
-_mutations = 0
+nvs_writes = 0  # NVS writes this boot (_nvs_io counts them, for RMBENCH_POWER_CUT)
 
 
-def count_nvs_mutation():
-    # RMBENCH_POWER_CUT="nvs:N" cuts the power instead of performing the N-th NVS mutation.
-    global _mutations
-    _mutations += 1
-    spec = os.getenv("RMBENCH_POWER_CUT")
-    if spec and spec.startswith("nvs:") and _mutations == int(spec[4:]):
-        power_cut()
+# The radios' state, kept here as a board keeps it in its drivers (it outlives the Python
+# modules that switch it): "wlan" -> {interface: state} (network), "ble" -> on (bluetooth).
+# A soft reset starts a new interpreter here, so every radio is off after one; a board's soft
+# reset stops Bluetooth but leaves Wi-Fi running (MicroPython v1.28 ports/esp32/main.c calls
+# mp_bluetooth_deinit, no Wi-Fi stop): the harsher model, for os.urandom.
+radios = {}
+prng_blocks = 0  # 32-byte blocks drawn this boot from os.urandom's radio-off sequence (_urandom)
+# This run of the interpreter (a boot, a soft reset): one session of the logs below.
+_session = str(time.time_ns())
+
+
+def log(name, line):
+    # One line in the board file `name`, after the session, so host tests can count per boot.
+    with open(path(name), "a") as f:
+        f.write(_session + " " + line + "\n")
 
 
 def idf_log(tag, text):
@@ -70,6 +79,4 @@ def idf_log(tag, text):
 
 
 def now_ms():
-    import time
-
     return time.time_ns() // 1000000

@@ -266,9 +266,7 @@ def _sta_connected():
     return state is not None and _WLAN(STA_IF).isconnected()
 
 
-def _radio_active():
-    # Whether any Wi-Fi interface is on (the RF is then running: os.urandom is seeded).
-    for s in _WLAN._state.values():
-        if s["active"]:
-            return True
-    return False
+# The interfaces' state is the board's, not this module's: on a board the Wi-Fi driver keeps
+# running whatever Python drops (network is built in). Kept in _boardsim, it outlives this
+# module, and os.urandom's stand-in reads there whether a radio is on (_boardsim.radio_on).
+_WLAN._state = _boardsim.radios.setdefault("wlan", {})

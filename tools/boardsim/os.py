@@ -1,4 +1,4 @@
-"""os stand-in: the Unix port's builtin os plus uname() as the board reports it."""
+"""os stand-in: the Unix port's builtin os plus uname() and urandom() as the board has them."""
 
 import sys
 
@@ -44,3 +44,16 @@ class _Uname:
 
 def uname():
     return _Uname(_boardsim.board()["machine"], _boardsim.firmware())
+
+
+def urandom(n):
+    # The board's os.urandom, modelled in _urandom (see there), which is loaded for the call and
+    # dropped again: on a board os is built in, and a claim's heap must not pay for the model.
+    import sys
+
+    import _urandom
+
+    try:
+        return _urandom.urandom(n)
+    finally:
+        sys.modules.pop("_urandom", None)

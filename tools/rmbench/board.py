@@ -426,7 +426,9 @@ class Board(ABC):
     def power_cycle(self, *, power_cut: str | None = None) -> int:
         """Cut the power and restore it (boot.py, main.py run); returns the console mark.
 
-        power_cut "nvs:N" makes the new boot cut its own power at its N-th NVS write.
+        power_cut "nvs:N" makes the new boot cut its own power just before its N-th NVS write
+        (it does not happen), "nvs:N:after" just after it (it is stored).
+
         Raises:
             UsageError: the board cannot (capability "power_cut").
         """
@@ -532,7 +534,7 @@ class VirtualBoard(Board):
         return self.info
 
     def nvs(self) -> dict[str, dict[str, bytes | int]]:
-        """Committed NVS contents (what survives a power cut)."""
+        """NVS contents: every write that finished (what survives a power cut)."""
         return self.sim.nvs()
 
     def pin_log(self) -> list[tuple[int, str, int]]:

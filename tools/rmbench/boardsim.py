@@ -4,15 +4,23 @@ tools/boardsim/ holds MicroPython modules (esp32, machine, os, network, ntptime,
 in for a board's when device code runs on the Unix port. They read the board from the directory
 named by RMBENCH_BOARD_DIR:
 
-- board.json  what the board is: profile name, the MicroPython release it runs and what that
-              reports (os.uname(), sys.implementation), base MAC, the 16-byte
-              OPTIONAL_UNIQUE_ID and its eFuse address, the access points in range, its LED;
-- nvs.json    committed NVS contents (esp32.NVS writes stay in RAM until commit());
-- pins.log    every pin level change, "<epoch ms> <pin> <level>" per line, and what
-              machine.bitstream sent to an addressable LED, "<epoch ms> <pin> bits <hex>".
+- board.json     what the board is: profile name, the MicroPython release it runs and what
+                 that reports (os.uname(), sys.implementation), base MAC, the 16-byte
+                 OPTIONAL_UNIQUE_ID and its eFuse address, the access points in range, its
+                 LED, whether its firmware has the bluetooth module;
+- nvs.json       NVS contents; esp32.NVS writes through, as ESP-IDF 5 does (each set_blob,
+                 set_i32, erase_key is stored when it returns; commit() does nothing);
+- pins.log       every pin level change, "<epoch ms> <pin> <level>" per line, and what
+                 machine.bitstream sent to an addressable LED, "<epoch ms> <pin> bits <hex>";
+- nvs-opens.log  one line per esp32.NVS construction, "<session> <namespace>" (a session is
+                 one run of the interpreter: a boot or a soft reset);
+- urandom.log    one line per os.urandom call, "<session> <bytes> on|off": whether a radio
+                 was on (with none on, the bytes are a fixed-seed sequence, as predictable as
+                 esp_random() without an RF subsystem).
 
-Set RMBENCH_POWER_CUT="nvs:N" to cut the power instead of performing the N-th NVS mutation;
-device code can also call `_boardsim.power_cut()`. Both kill the interpreter at once.
+Set RMBENCH_POWER_CUT="nvs:N" to cut the power just before the N-th NVS write (it does not
+happen), "nvs:N:after" just after it (it is stored); device code can also call
+`_boardsim.power_cut()`. Both kill the interpreter at once.
 """
 
 from __future__ import annotations
@@ -33,6 +41,10 @@ SIM_DIR = REPO_ROOT / "tools" / "boardsim"
 DEFAULT_WIFI = ("rmbench", "bench-pass")
 # Espressif's OUI, so simulated MACs look like real ones (7C:DF:A1:xx:xx:xx).
 _OUI = "7CDFA1"
+# MicroPython builds without the bluetooth module: the esp32 port has it unless a board sets
+# MICROPY_PY_BLUETOOTH 0 (ports/esp32/mpconfigport.h), as ESP32_GENERIC_S2 does (v1.23-v1.28;
+# the ESP32-S2 has no Bluetooth). The H2 preview build has it (sdkconfig.ble) but no WLAN.
+_NO_BLUETOOTH = frozenset({"ESP32_GENERIC_S2"})
 
 
 def deploy_for_heap(target: Path) -> list[Path]:
@@ -68,6 +80,7 @@ class SimBoard:
     unique_id: bytes
     wifi: tuple[str, str] | None
     firmware: str = DEFAULT_RELEASE  # the MicroPython release it runs (rmbench.releases)
+    bluetooth: bool = True
 
     def env(self) -> dict[str, str]:
         """Environment variables that point tools/boardsim at this board."""
@@ -88,7 +101,7 @@ class SimBoard:
         tmp.replace(path)
 
     def nvs(self) -> dict[str, dict[str, bytes | int]]:
-        """Committed NVS contents: namespace -> key -> bytes (blob) or int (i32)."""
+        """NVS contents (every finished write): namespace -> key -> bytes (blob) or int (i32)."""
         path = self.directory / "nvs.json"
         if not path.exists():
             return {}
@@ -100,6 +113,29 @@ class SimBoard:
                 for key, (kind, value) in entries.items()
             }
         return out
+
+    def nvs_opens(self) -> list[dict[str, int]]:
+        """esp32.NVS constructions per namespace, one dict per session (boot or soft reset)
+        that made any, oldest first."""
+        out: dict[str, dict[str, int]] = {}
+        for session, namespace in self._log("nvs-opens.log"):
+            counts = out.setdefault(session, {})
+            counts[namespace] = counts.get(namespace, 0) + 1
+        return list(out.values())
+
+    def urandom_calls(self) -> list[tuple[int, bool]]:
+        """Every os.urandom call: (bytes asked for, whether a radio was on), oldest first."""
+        return [(int(n), state == "on") for _, n, state in self._log("urandom.log")]
+
+    def radio_off_urandom(self) -> list[int]:
+        """The sizes of the os.urandom calls made with no radio on (predictable bytes)."""
+        return [n for n, on in self.urandom_calls() if not on]
+
+    def _log(self, name: str) -> list[list[str]]:
+        path = self.directory / name
+        if not path.exists():
+            return []
+        return [line.split() for line in path.read_text().splitlines() if line]
 
     def pin_log(self) -> list[tuple[int, str, int]]:
         """Every recorded pin change: (epoch ms, pin, level).
@@ -188,6 +224,7 @@ def create_board(
     wifi: tuple[str, str] | None = DEFAULT_WIFI,
     aps: Sequence[dict[str, Any]] = (),
     firmware: str | Release | None = None,
+    bluetooth: bool | None = None,
 ) -> SimBoard:
     """Create (or re-describe) a board state directory; existing NVS contents are kept.
 
@@ -197,6 +234,8 @@ def create_board(
             ssid, password, rssi, channel, auth_fail_reason).
         firmware: the MicroPython release the board runs (default: the profile's default,
             1.28 where it has the board).
+        bluetooth: whether its build has the bluetooth module (None: as the profile's
+            MicroPython build).
     A profile without Wi-Fi (the H2 build) gets no WLAN regardless of `wifi`.
     Raises:
         ValueError: a bad MAC or unique id.
@@ -220,6 +259,8 @@ def create_board(
         wifi = None
     access_points = [] if wifi is None else [{"ssid": wifi[0], "password": wifi[1]}]
     access_points += [dict(ap) for ap in aps if prof.wifi]
+    if bluetooth is None:
+        bluetooth = prof.micropython_board not in _NO_BLUETOOTH
     directory.mkdir(parents=True, exist_ok=True)
     board = {
         "name": name,
@@ -233,9 +274,10 @@ def create_board(
         "wifi": None if wifi is None else {"ssid": wifi[0], "password": wifi[1]},
         "aps": access_points,
         "led": None if prof.led is None else {"kind": prof.led.kind, "pin": prof.led.pin},
+        "bluetooth": bluetooth,
     }
     (directory / "board.json").write_text(json.dumps(board, indent=2) + "\n")
-    return SimBoard(directory, prof, name, mac, unique_id, wifi, release.name)
+    return SimBoard(directory, prof, name, mac, unique_id, wifi, release.name, bluetooth)
 
 
 def open_board(directory: Path) -> SimBoard:
@@ -250,4 +292,5 @@ def open_board(directory: Path) -> SimBoard:
         bytes.fromhex(data["unique_id"]),
         None if wifi is None else (wifi["ssid"], wifi["password"]),
         (data.get("firmware") or {}).get("name", DEFAULT_RELEASE),
+        bool(data.get("bluetooth", True)),
     )

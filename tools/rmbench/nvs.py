@@ -325,7 +325,7 @@ def _check_name(name: str, what: str) -> None:
 # What goes into rmaker_creds, and how it is read, is decided by lib/rmclaim/store.py alone (its
 # blobs plus an index blob of their lengths). Rather than restate that layout here, the host runs
 # that very module on the MicroPython Unix port over a simulated NVS (tools/boardsim's esp32.NVS,
-# which keeps committed values in nvs.json), and converts between nvs.json and partitions.
+# which keeps the stored values in nvs.json), and converts between nvs.json and partitions.
 
 _STORE_RUN = """
 import json, sys, binascii

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.errors import UsageError
 from rmbench.profiles import get_profile
 from rmbench.releases import DEFAULT_RELEASE, get_release, release_names
+
+# --cut-at: just before the N-th NVS write (nvs:N, nvs:N:before) or just after it (nvs:N:after).
+CUT_AT = re.compile(r"nvs:[1-9][0-9]*(:before|:after)?")
 
 
 def _state_dir(p: argparse.ArgumentParser) -> None:
@@ -126,15 +130,19 @@ def args_power_cycle(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--cut-at",
-        metavar="nvs:N",
-        help="make the next boot cut its own power instead of its N-th NVS write",
+        metavar="nvs:N[:after]",
+        help="make the next boot cut its own power just before its N-th NVS write (nvs:N: the "
+        "write does not happen) or just after it (nvs:N:after: the write is stored)",
     )
     _state_dir(p)
 
 
 def do_power_cycle(args: argparse.Namespace) -> int:
-    if args.cut_at and not (args.cut_at.startswith("nvs:") and args.cut_at[4:].isdigit()):
-        raise UsageError(f"--cut-at wants nvs:N (N = 1, 2, ...), got {args.cut_at!r}")
+    if args.cut_at and not CUT_AT.fullmatch(args.cut_at):
+        raise UsageError(
+            f"--cut-at wants nvs:N, nvs:N:before or nvs:N:after (N = 1, 2, ...), "
+            f"got {args.cut_at!r}"
+        )
     info = vboard.find(args.name, root=args.state_dir)
     info = vboard.power_cycle(info, power_cut=args.cut_at, off_ms=args.off_ms)
     print(f"{info.name}: power cycled (boot {info.boots}) on {info.pty}")

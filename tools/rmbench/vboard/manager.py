@@ -325,9 +325,11 @@ def _refresh(info: VBoardInfo) -> VBoardInfo:
 def power_cycle(
     info: VBoardInfo, *, power_cut: str | None = None, off_ms: int = 100
 ) -> VBoardInfo:
-    """Cut the power and turn it on again: uncommitted NVS writes are lost.
+    """Cut the power and turn it on again: NVS keeps every write that finished (ESP-IDF 5
+    writes through), the interpreter's state is gone.
 
-    power_cut "nvs:N" makes the new boot cut its own power instead of its N-th NVS write.
+    power_cut "nvs:N" makes the new boot cut its own power just before its N-th NVS write (it
+    does not happen), "nvs:N:after" just after it (it is stored).
     """
     request(info, {"cmd": "power-cycle", "power_cut": power_cut, "off_ms": off_ms})
     return _refresh(info)

@@ -10,8 +10,8 @@ restarts the interpreter the way a board restarts:
   then boot.py and, from the friendly REPL only, main.py; a raw-REPL soft reset comes back in
   the raw REPL, as mpremote expects;
 - a power cut (`_boardsim.power_cut()`, RMBENCH_POWER_CUT, or `power-cycle` from the host): the
-  interpreter is killed, so uncommitted NVS writes are lost; a cut the board itself caused
-  leaves it off until the next `power-on`/`power-cycle`.
+  interpreter is killed (NVS keeps every write that finished: it writes through); a cut the
+  board itself caused leaves it off until the next `power-on`/`power-cycle`.
 
 Ctrl-C from the serial side becomes SIGINT while the board runs code (the Unix port reads no
 input then, a board's UART interrupt does the same job) and stays a byte at a prompt.
