@@ -16,7 +16,7 @@ import _boardsim
 def _radio_on():
     # Whether any radio is on (their state is kept in _boardsim.radios).
     for state in _boardsim.radios.get("wlan", {}).values():
-        if state["active"]:
+        if state[0]:  # network's WLAN state: active first
             return True
     return bool(_boardsim.radios.get("ble"))
 

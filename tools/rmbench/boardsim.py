@@ -225,6 +225,7 @@ def create_board(
     aps: Sequence[dict[str, Any]] = (),
     firmware: str | Release | None = None,
     bluetooth: bool | None = None,
+    wlan: bool | None = None,
 ) -> SimBoard:
     """Create (or re-describe) a board state directory; existing NVS contents are kept.
 
@@ -236,6 +237,8 @@ def create_board(
             1.28 where it has the board).
         bluetooth: whether its build has the bluetooth module (None: as the profile's
             MicroPython build).
+        wlan: whether its build has network.WLAN (None: as the profile's; False with no
+            bluetooth makes a build with no radio at all).
     A profile without Wi-Fi (the H2 build) gets no WLAN regardless of `wifi`.
     Raises:
         ValueError: a bad MAC or unique id.
@@ -270,7 +273,7 @@ def create_board(
         "mac": mac,
         "unique_id": unique_id.hex(),
         "efuse_addr": prof.efuse_unique_id,
-        "wlan": prof.wifi,
+        "wlan": prof.wifi if wlan is None else wlan,
         "wifi": None if wifi is None else {"ssid": wifi[0], "password": wifi[1]},
         "aps": access_points,
         "led": None if prof.led is None else {"kind": prof.led.kind, "pin": prof.led.pin},

@@ -102,10 +102,12 @@ def test_claim_at_64k(
 
 # A 32-bit port's heap is a board's: the goal is a claim within 36 KB, the smallest initial
 # heap of any chip (the ESP32-C2's), so that no board grows its heap (taking internal RAM that
-# Wi-Fi and TLS need) to claim. Today a claim needs 43 KB over many boards (the README's
-# "32-bit heap figures" says what holds it); this guards that, with 1 KB for the heap layout,
-# which varies with the random key and certificate serials.
-HEAP_32 = "44K"
+# Wi-Fi and TLS need) to claim. Today a claim needs 43-44 KB over many boards (the README's
+# "32-bit heap figures" says what holds it), the network and socket doubles included, which
+# the claim now loads (its key is made with the station on; the server's address is looked
+# up) and which a board has built in; this guards that, with 1 KB for the heap layout, which
+# varies with the random key and certificate serials.
+HEAP_32 = "45K"
 
 
 @pytest.mark.parametrize(("profile", "token"), [("esp32s3", None), ("esp32", "tok-heap-32")])
