@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 TYPINGS := $(VENV)/typings
 STAMP := $(VENV)/.setup-done
 PYTEST_ARGS ?=
+# The bench suite runs on virtual boards of the default release (1.28); these releases (the
+# oldest supported and the preview) also get the boot, claim, deploy and status-line tests.
+OTHER_RELEASES ?= 1.23 preview
+RELEASE_TESTS ?= host_tests/bench/test_claim_flow.py host_tests/bench/test_deploy.py host_tests/bench/test_status_lines.py
 # MICROPYTHON32=PATH: a 32-bit MicroPython Unix port, whose objects are the size of an ESP32's
 # (see README "32-bit heap figures"). When given, `make test` also runs TESTS32 on it,
 # `make bench` adds its heap figures, and virtual boards run on it with the board's real heap.
@@ -49,6 +53,7 @@ typecheck: setup ## mypy: device code against micropython-esp32-stubs, host code
 
 test: lint typecheck ## lint, type checks and every test (what CI runs); MICROPYTHON32=PATH adds a 32-bit run
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(foreach r,$(OTHER_RELEASES),$(PY) -m pytest -q $(RELEASE_TESTS) --firmware $(r) &&) true
 ifneq ($(strip $(MICROPYTHON32)),)
 	$(PY) -m pytest $(TESTS32) --unix-port=32 $(PYTEST_ARGS)
 endif
