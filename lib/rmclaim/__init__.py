@@ -21,9 +21,25 @@ from rmclaim.errors import (  # noqa: F401 (re-exported: the public exception ty
 
 __version__ = "0.1.0"
 
-# The rmaker_creds esp32.NVS handle, opened once per boot by rmclaim.store and kept here: the
-# claim drops its modules between phases, this package stays (esp32.NVS has no close).
-_nvs = None  # type: object
+# esp32.NVS handles by namespace, each opened once per boot and kept here: every esp32.NVS()
+# is an nvs_open that is never closed (MicroPython ports/esp32/esp32_nvs.c has no close), so
+# opening per use would leak ESP-IDF RAM; the claim drops its modules between phases, this
+# package stays.
+_nvs = {}  # type: dict
+
+
+def nvs(namespace):
+    """The esp32.NVS handle of ``namespace``, opened on first use and kept for the boot.
+
+    Raises:
+        ImportError: the port has no esp32 module; OSError: NVS refused to open it.
+    """
+    handle = _nvs.get(namespace)
+    if handle is None:
+        import esp32
+
+        handle = _nvs[namespace] = esp32.NVS(namespace)
+    return handle
 
 
 def ensure_claimed(config=None, on_event=None):

@@ -167,18 +167,12 @@ class Store:
         if self._nvs is None:
             import rmclaim
 
-            if rmclaim._nvs is None:
-                try:
-                    import esp32
-
-                    rmclaim._nvs = esp32.NVS(NAMESPACE)
-                except ImportError:
-                    raise StoreError("store: this port has no esp32.NVS") from None
-                except OSError as e:
-                    raise StoreError(
-                        "store: cannot open NVS namespace %s: %s" % (NAMESPACE, e)
-                    ) from e
-            self._nvs = rmclaim._nvs
+            try:
+                self._nvs = rmclaim.nvs(NAMESPACE)
+            except ImportError:
+                raise StoreError("store: this port has no esp32.NVS") from None
+            except OSError as e:
+                raise StoreError("store: cannot open NVS namespace %s: %s" % (NAMESPACE, e)) from e
         return self._nvs
 
     def lengths(self):

@@ -46,7 +46,7 @@ class IndexFirst:
             self.nvs.set_blob(k, v)
         self.held = []
 if ARGS["index_first"]:
-    rmclaim._nvs = IndexFirst(esp32.NVS("rmaker_creds"))
+    rmclaim._nvs["rmaker_creds"] = IndexFirst(esp32.NVS("rmaker_creds"))
 """
 
 # Cut the power (the interpreter is killed at once) right after a step reports "ok", or,
