@@ -20,8 +20,10 @@
 # amber, claimed green, error red.
 #
 # A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
-# reconnects what is down, waits with exponential backoff (backoff_base_s .. backoff_cap_s of
-# the config, never sooner than the service's Retry-After, quota errors longer), and retries.
+# reconnects what is down, waits as rmclaim.backoff says (exponential from backoff_base_s to
+# backoff_cap_s of the config, never sooner than the service's Retry-After; quota errors, and
+# errors a retry cannot fix, such as a broken config, at the cap), and retries. The backoff line
+# says whether retrying can help (retryable=yes|no).
 
 import gc
 import time
@@ -31,7 +33,6 @@ from micropython import const
 _CONFIG = "/rmclaim.json"
 _NTP_TRIES = const(3)
 _MIN_YEAR = const(2025)  # an RTC before this was never set: TLS would refuse every certificate
-_RETRY_AFTER_MAX = const(3600)
 
 # An RGB status LED's colour per state (r, g, b), dim: a DevKit's WS2812 at full power dazzles.
 _COLORS = (
@@ -70,14 +71,17 @@ _STAT_NO_AP_FOUND = const(201)  # and 210-212: no AP (within the RSSI/auth thres
 
 class Failure(Exception):
     # A failed round of the boot sequence: the step, the error class (LED, status line), the
-    # reason, the service's Retry-After if any; `printed` once its error line is out.
-    def __init__(self, step, cls, msg, retry_after=None, printed=False):
+    # reason, the service's Retry-After if any, whether retrying can help on its own (a config
+    # or device error needs someone to act: retried only at the backoff cap); `printed` once
+    # its error line is out.
+    def __init__(self, step, cls, msg, retry_after=None, printed=False, retryable=True):
         super().__init__(msg)
         self.step = step
         self.cls = cls
         self.msg = msg
         self.retry_after = retry_after
         self.printed = printed
+        self.retryable = retryable
 
     def report(self):
         if not self.printed:
@@ -213,7 +217,7 @@ def load_config():
     try:
         settings = config.as_dict(config.load(_CONFIG))
     except ConfigError as e:
-        raise Failure("config", "config", str(e)) from e
+        raise Failure("config", "config", str(e), retryable=False) from e
     finally:
         _unload("config")
     mode = settings["mode"]
@@ -346,26 +350,24 @@ def claim(cfg, led):
         return rmclaim.ensure_claimed(settings, reporter), reporter.stored
     except rmclaim.ClaimError as e:
         kind = type(e).__name__
-        raise Failure("claim", error_class(kind), str(e), e.retry_after, reporter.failed) from e
+        raise Failure(
+            "claim", error_class(kind), str(e), e.retry_after, reporter.failed, e.retryable
+        ) from e
 
 
 def backoff_s(cfg, round_no, failure):
-    # Exponential, with jitter in its upper half; quota waits long (someone has to act);
-    # never sooner than the service's Retry-After.
-    import random
+    # The library's retry policy (rmclaim.backoff): exponential with full jitter, quota
+    # errors and errors a retry cannot fix wait the cap (someone has to act), never sooner
+    # than the service's Retry-After.
+    from rmclaim import backoff
 
-    base = cfg["backoff_base_s"] if cfg is not None else 2
-    cap = cfg["backoff_cap_s"] if cfg is not None else 300
-    ceiling = base * (1 << min(round_no - 1, 16))
-    if ceiling > cap or failure.cls == "quota":
-        ceiling = cap
-    delay = ceiling * (0.5 + random.getrandbits(8) / 512)
-    ra = failure.retry_after
-    if ra is not None:
-        ra = ra if ra < _RETRY_AFTER_MAX else _RETRY_AFTER_MAX
-        if delay < ra:
-            delay = ra
-    return delay
+    try:
+        base = cfg["backoff_base_s"] if cfg is not None else 2
+        cap = cfg["backoff_cap_s"] if cfg is not None else 300
+        patient = failure.cls == "quota" or not failure.retryable
+        return backoff.delay_s(base, cap, round_no, failure.retry_after, patient)
+    finally:
+        _unload("backoff")
 
 
 def run_app(creds):
@@ -409,7 +411,8 @@ def main():
         except Failure as f:
             failure = f
         except Exception as e:  # a boot loop must outlive any one failure (not Ctrl-C)
-            failure = Failure(step, "device", "%s: %s" % (type(e).__name__, e))
+            msg = "%s: %s" % (type(e).__name__, e)
+            failure = Failure(step, "device", msg, retryable=False)
         failure.report()
         limit = cfg["max_attempts"] if cfg is not None else 0
         if limit and round_no >= limit:
@@ -417,7 +420,8 @@ def main():
             led.error_wait(failure.cls, 0)
             return None
         delay = backoff_s(cfg, round_no, failure)
-        status("backoff", "wait", (("s", delay), ("class", failure.cls), ("round", round_no)))
+        fields = (("s", delay), ("class", failure.cls), ("round", round_no))
+        status("backoff", "wait", fields + (("retryable", failure.retryable),))
         led.error_wait(failure.cls, delay)
     done = (("node_id", creds.node_id), ("stored", stored), ("rounds", round_no), ("ms", _ms(t0)))
     led.set(False)
