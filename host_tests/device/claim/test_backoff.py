@@ -68,7 +68,7 @@ def test_the_firmware_rounds_wait_as_the_library_says(
     for attempt, (least, most) in enumerate(retry, 1):
         assert 0 <= least <= most <= min(40, 2 ** (attempt - 1)), (attempt, least, most)
     assert retry[-1][1] > 20  # the ceiling grows
-    assert all(20 <= least and most <= 40 for least, most in quota + refused)
+    assert all(least >= 20 and most <= 40 for least, most in quota + refused)
     assert all(least >= 30 for least, _ in later)
     # No config yet (a broken /rmclaim.json): the defaults, 2 s doubling to 300 s.
     [none] = run_device(
@@ -78,4 +78,4 @@ def test_the_firmware_rounds_wait_as_the_library_says(
         board=board,
         path=[FIRMWARE_DIR],
     )
-    assert all(150 <= least and most <= 300 for least, most in none)
+    assert all(least >= 150 and most <= 300 for least, most in none)
