@@ -35,17 +35,17 @@ NO_PASSWORD = serialization.NoEncryption()
 
 BUILD_SCRIPT = """
 import sys, json
-from rmclaim import csr
+from rmclaim import csr, pem
 for line in sys.stdin:
     d, cn, extra = json.loads(line)
     d = int(d, 16)
     extra = [(oid, bytes.fromhex(v).decode()) for oid, v in extra] or None
     req = csr.build_csr(d, bytes.fromhex(cn).decode(), extra)
     key = csr.encode_private_key(d)
-    print(json.dumps([req.hex(), key.hex(), csr.pem_encode(req, "CERTIFICATE REQUEST"),
-                      csr.pem_encode(key, "EC PRIVATE KEY"), csr.public_point(d).hex(),
+    print(json.dumps([req.hex(), key.hex(), pem.encode(req, "CERTIFICATE REQUEST"),
+                      pem.encode(key, "EC PRIVATE KEY"), csr.public_point(d).hex(),
                       "%x" % csr.decode_private_key(key),
-                      csr.pem_decode(csr.pem_encode(req, "X"), "X") == req]))
+                      pem.decode(pem.encode(req, "X"), "X") == req]))
 """
 
 
@@ -156,7 +156,7 @@ def test_property_csrs_match_cryptography(
 
 REJECT_SCRIPT = """
 import sys, json
-from rmclaim import csr
+from rmclaim import csr, pem
 out = []
 for line in sys.stdin:
     call, args = json.loads(line)
@@ -167,7 +167,7 @@ for line in sys.stdin:
         elif call == "decode_key":
             csr.decode_private_key(bytes.fromhex(args))
         else:
-            csr.pem_decode(args[0], args[1])
+            pem.decode(args[0], args[1])
         print(json.dumps("accepted"))
     except ValueError as e:
         print(json.dumps("ValueError: " + str(e)))
@@ -346,11 +346,11 @@ def test_key_works_in_micropython_tls(mpy: Interpreter, run_json: RunJSON, tmp_p
 
 QSTR_SCRIPT = """
 import sys, micropython
-from rmclaim import csr
-pem = sys.stdin.read()
+from rmclaim import pem
+text = sys.stdin.read()
 micropython.qstr_info()
-der = csr.pem_decode(pem, "CERTIFICATE")
-der = csr.pem_split(pem, "CERTIFICATE")[0]
+der = pem.decode(text, "CERTIFICATE")
+der = pem.split(text, "CERTIFICATE")[0]
 micropython.qstr_info()
 print(der.hex())
 """

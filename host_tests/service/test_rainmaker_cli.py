@@ -316,13 +316,13 @@ claim.start_claim_process(args["mac"], args["platform"], key, False)
 print("SENT:" + json.dumps(sent))
 """
 
-# Our device library's token-claim requests, as rmclaim.service.Service sends them.
+# Our device library's token-claim requests, as rmclaim.api builds them.
 DEVICE_REQUESTS = """
 import sys, json
-from rmclaim import service
+from rmclaim import api
 args = json.loads(sys.stdin.read())
-reqs = [service.initiate_request(args["mac"], args["platform"], args["token"]),
-        service.verify_request(args["csr"], False, args["token"])]
+reqs = [api.initiate_request(args["mac"], args["platform"], args["token"]),
+        api.verify_request(args["csr"], False, args["token"])]
 print(json.dumps([[path, dict(headers), body.decode()] for path, headers, body in reqs]))
 """
 

@@ -4,16 +4,16 @@
 def prepare_csr(node_id, matter=False):
     # The key (loaded, or made with a radio on and stored now) and a CSR for node_id, as PEM.
     # The key never leaves the board.
-    from rmclaim import claim, store
+    from rmclaim import csr, store
 
     d, _pem = store.Store().load_or_create_key()
-    return claim.build_csr_pem(d, node_id, matter)
+    return csr.request_pem(d, node_id, matter)
 
 
 def accept_certificate(node_id, certificate, mqtt_host=None, mqtt_cred_host=None, claim_ca=None):
     # The verify reply the host relayed goes through the same checks as in a self-claim, and
     # only then is stored. -> Credentials
-    from rmclaim import claim, csr, store
+    from rmclaim import check, csr, pem, store
     from rmclaim.errors import ClaimError, StoreError
 
     for name, v, optional in (
@@ -30,14 +30,14 @@ def accept_certificate(node_id, certificate, mqtt_host=None, mqtt_cred_host=None
         raise StoreError(
             "store: already claimed as node %r; forget() first to claim again" % st.load().node_id
         )
-    pem = st.key_pem()
-    if pem is None:
+    text = st.key_pem()
+    if text is None:
         raise StoreError("store: no key stored; call prepare_csr(node_id) first")
     try:
-        d = csr.decode_private_key(csr.pem_decode(pem, store.KEY_LABEL))
+        d = csr.decode_private_key(pem.decode(text, store.KEY_LABEL))
     except ValueError as e:
         raise StoreError("store: the stored key cannot be read (%s); prepare_csr again" % e) from e
-    claim.check_certificate(csr.public_point(d), node_id, certificate, claim_ca)
+    check.check_certificate(csr.public_point(d), node_id, certificate, claim_ca)
     st.save_identity(certificate, node_id, mqtt_host, mqtt_cred_host)
     return st.load()
 

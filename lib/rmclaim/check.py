@@ -1,20 +1,26 @@
 """The checks a claimed certificate passes before it is stored: our key, the node id, the CA."""
 
-# Loaded only while a certificate is checked (rmclaim.claim.check_certificate is the entry
-# point), and run in steps, each with only its own code on the heap: the PEM (csr), the DER
-# (x509, asn1), then an EC signature (p256). A step imports in its own frame and returns
-# plain values, so the modules it used can leave the heap before the next step.
+# Loaded only while a certificate is checked (by the claim and by rmclaim.assist), and run in
+# steps, each with only its own code on the heap: the PEM (pem), the DER (x509, asn1), then an
+# EC signature (p256). A step imports in its own frame and returns plain values, so the
+# modules it used can leave the heap before the next step (rmclaim.heap).
 
 import time
 
 from rmclaim.errors import BadCertificate
 
 
-def check_certificate(point, node_id, certificate, claim_ca, unload):
-    # See rmclaim.claim.check_certificate; unload(*names) drops rmclaim modules.
+def check_certificate(point, node_id, certificate, claim_ca=None):
+    # The checks a certificate must pass before store.Store.save_identity may store it: its
+    # public key is ours (point: the 65-byte uncompressed public point of the stored key), its
+    # CN is the node id, it is signed by the claim CA (the pinned claim_ca PEM, or else a CA
+    # certificate sent with it over the pinned TLS session), and it has not expired (when the
+    # clock is set). Raises BadCertificate naming what failed.
+    from rmclaim.heap import unload
+
     try:
         dev, cas = _split(certificate, claim_ca)
-        unload("csr")
+        unload("pem")
         key, cn, issuer, end, jobs = _parse(dev, cas)
     except ValueError as e:
         raise BadCertificate("check: the certificate cannot be parsed: %s" % e) from e
@@ -44,10 +50,10 @@ def check_certificate(point, node_id, certificate, claim_ca, unload):
 def _split(certificate, claim_ca):
     # (device certificate DER, [claim CA certificate DER, ...]) from the PEM texts: the
     # pinned claim_ca, or else what follows the device certificate.
-    from rmclaim import csr
+    from rmclaim import pem
 
-    ders = csr.pem_split(certificate, "CERTIFICATE")
-    return ders[0], ders[1:] if claim_ca is None else csr.pem_split(claim_ca, "CERTIFICATE")
+    ders = pem.split(certificate, "CERTIFICATE")
+    return ders[0], ders[1:] if claim_ca is None else pem.split(claim_ca, "CERTIFICATE")
 
 
 def _parse(dev, cas):

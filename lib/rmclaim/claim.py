@@ -3,6 +3,7 @@
 import time
 
 from rmclaim.errors import ClaimError
+from rmclaim.heap import settle, unload
 
 try:
     from time import ticks_diff, ticks_ms
@@ -27,7 +28,9 @@ class Events:
         if self.on_event is not None:
             self.on_event(step, outcome, info)
 
-    def run(self, step, fn, *args):
+    def run_step(self, step, fn, *args):
+        # fn(*args) as the claim's step `step`: reported when it starts, then ok or error
+        # (with its duration); returns what fn returns.
         self.emit(step, "start", {})
         t0 = ticks_ms()
         try:
@@ -46,63 +49,6 @@ class Events:
         return result
 
 
-def __getattr__(name):
-    # Steps that run only now and then, kept off the heap the claim holds throughout, under
-    # their names here: build_csr_pem (rmclaim.csr.request_pem), backoff_s (rmclaim.backoff),
-    # resolve_mode (rmclaim.prepare.mode).
-    if name == "build_csr_pem":
-        from rmclaim.csr import request_pem
-
-        return request_pem
-    if name == "backoff_s":
-        from rmclaim.backoff import backoff_s
-
-        return backoff_s
-    if name == "resolve_mode":
-        from rmclaim.prepare import mode
-
-        return mode
-    raise AttributeError(name)
-
-
-def check_certificate(point, node_id, certificate, claim_ca=None):
-    # The checks a certificate must pass before store.Store.save_identity may store it: its
-    # public key is ours (point: the 65-byte uncompressed public point of the stored key), its
-    # CN is the node id, it is signed by the claim CA (the pinned claim_ca PEM, or else a CA
-    # certificate sent with it over the pinned TLS session), and it has not expired (when the
-    # clock is set). Raises BadCertificate naming what failed. (rmclaim.check does it.)
-    from rmclaim import check
-
-    check.check_certificate(point, node_id, certificate, claim_ca, unload)
-
-
-def settle(v):
-    # A copy of v (str, bytes or a tuple of them), made once the phase that produced v has
-    # left the heap: MicroPython allocates first-fit and never moves objects, so the copy
-    # lands in a low hole, and the original's block, amid the phase's freed code, joins that
-    # free space again (fewer islands, larger holes for the next phase).
-    if isinstance(v, tuple):
-        return tuple(settle(x) for x in v)
-    return v[:] if isinstance(v, (str, bytes)) else v
-
-
-def unload(*names):
-    # Drop rmclaim modules a finished phase needed, so the next phase has their heap: on a
-    # small board the whole library does not fit at once. Never errors: its classes must stay
-    # the same objects. A module leaves the heap once nothing refers to it: neither an object
-    # of a class it defines nor a frame that imported it (so phases unload after returning).
-    import gc
-    import sys
-
-    import rmclaim
-
-    for name in names:
-        sys.modules.pop("rmclaim." + name, None)
-        if name in rmclaim.__dict__:
-            delattr(rmclaim, name)
-    gc.collect()
-
-
 def _exchange(cfg, ev, ident, mode, uid, d, csr_cache):
     from rmclaim import exchange
 
@@ -112,18 +58,24 @@ def _exchange(cfg, ev, ident, mode, uid, d, csr_cache):
         unload("exchange")
 
 
+def _check(point, node_id, certificate, claim_ca):
+    from rmclaim import check
+
+    check.check_certificate(point, node_id, certificate, claim_ca)
+
+
 def _finish(ev, key_pem, point, node_id, reply, claim_ca):
     # The checks, then the store; -> Credentials read back from NVS.
     try:
-        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
+        ev.run_step("check", _check, point, node_id, reply.certificate, claim_ca)
     finally:
-        unload("check", "x509", "csr", "p256", "asn1")
+        unload("check", "x509", "pem", "csr", "p256", "asn1")
     from rmclaim import store
 
     st = store.Store()
     if st.key_pem() != key_pem:
         raise ClaimError("store: the stored key changed during the claim; nothing stored")
-    ev.run(
+    ev.run_step(
         "store",
         st.save_identity,
         reply.certificate,
@@ -148,9 +100,9 @@ def _config(source):
 
 def ensure_claimed(source=None, on_event=None):
     # See rmclaim.ensure_claimed.
-    # Each phase runs in modules it imports and that are dropped after it (see unload): the
+    # Each phase runs in modules it imports and that are dropped after it (rmclaim.heap): the
     # steps before the network part are in rmclaim.prepare, the network part in
-    # rmclaim.exchange; only plain data passes from one phase to the next.
+    # rmclaim.exchange, the check in rmclaim.check; only plain data passes between them.
     t0 = ticks_ms()
     from rmclaim import prepare
 
@@ -169,7 +121,7 @@ def ensure_claimed(source=None, on_event=None):
     csr_cache = {}  # type: dict
     d, key_pem, point = prepare.key(cfg, ev, ident[0], mode, csr_cache)
     del prepare
-    unload("prepare", "csr", "p256", "asn1", "store")
+    unload("prepare", "csr", "pem", "p256", "asn1", "store")
     key_pem, point, ident = settle(key_pem), settle(point), settle(ident)
     for k in csr_cache:
         csr_cache[k] = settle(csr_cache[k])

@@ -1,4 +1,4 @@
-"""PKCS#10 requests for a P-256 key, the SEC1 private-key format, and PEM armour."""
+"""PKCS#10 requests for a P-256 key and the SEC1 private-key format (PEM: rmclaim.pem)."""
 
 # The request (RFC 2986) holds version 0, the subject (CN first, then any extra attributes,
 # one per RDN, all UTF8String), the P-256 SubjectPublicKeyInfo, empty attributes (A0 00) and
@@ -9,8 +9,6 @@
 # Every structure here has a fixed shape, so this module writes and reads its DER itself and
 # needs no asn1 (its heap stays free while a key is made or a CSR signed): a P-256 SEC1 key
 # has exactly one strict DER encoding for each d (121 bytes with the public key, 51 without).
-
-import binascii
 
 from rmclaim.errors import ClaimError, DERError
 
@@ -25,8 +23,6 @@ _ECDSA_SHA256 = b"0\n\x06\x08*\x86H\xce=\x04\x03\x02"
 _CN_OID = b"\x06\x03U\x04\x03"
 # Matter claims carry these subject attributes (the CLI's test vendor/product ids).
 _MATTER_SUBJECT = (("1.3.6.1.4.1.37244.2.1", "131B"), ("1.3.6.1.4.1.37244.2.2", "0002"))
-_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_SPACE = b" \t\r\n\x0b\x0c"
 
 
 def public_point(d):
@@ -94,7 +90,9 @@ def request_pem(d, node_id, matter=False):
         der = build_csr(d, node_id, _MATTER_SUBJECT if matter else None)
     except ValueError as e:
         raise ClaimError("csr: cannot build a request for node id %r: %s" % (node_id, e)) from e
-    return pem_encode(der, "CERTIFICATE REQUEST")
+    from rmclaim import pem
+
+    return pem.encode(der, "CERTIFICATE REQUEST")
 
 
 def encode_private_key(d):
@@ -127,69 +125,3 @@ def decode_private_key(der):
     if n == 121 and der[56:] != point:
         raise DERError("csr: the public key stored with the private key is not its own")
     return d
-
-
-def pem_encode(der, label):
-    lines = ["-----BEGIN %s-----\n" % label]
-    for i in range(0, len(der), 48):
-        lines.append(binascii.b2a_base64(der[i : i + 48]).decode())
-    lines.append("-----END %s-----\n" % label)
-    return "".join(lines)
-
-
-def pem_decode(text, label):
-    # The DER of the first "-----BEGIN label-----" block of text (str or bytes); DERError if
-    # there is none or its body is not clean base64.
-    return _pem(text, label, True)[0]
-
-
-def pem_split(text, label):
-    # The DER of every "-----BEGIN label-----" block of text, in order; DERError if there is
-    # none or one is damaged.
-    return _pem(text, label, False)
-
-
-def _pem(text, label, first):
-    # Read as bytes: iterating over a str makes each character a one-letter string, and
-    # MicroPython interns those as qstrs, which stay on the heap for good (a base64 body would
-    # leave 65 of them); a byte is a small int. The body is checked and decoded through a view.
-    if isinstance(text, str):
-        data = text.encode()
-    else:
-        data = bytes(text)
-        try:
-            data.decode()
-        except UnicodeError:
-            raise DERError("pem: %s text is not UTF-8" % label) from None
-    begin = ("-----BEGIN %s-----" % label).encode()
-    end = ("-----END %s-----" % label).encode()
-    mv = memoryview(data)
-    out = []
-    start = data.find(begin)
-    if start < 0:
-        raise DERError("pem: no %s found" % begin.decode())
-    while start >= 0:
-        start += len(begin)
-        stop = data.find(end, start)
-        if stop < 0:
-            raise DERError("pem: %s without %s" % (begin.decode(), end.decode()))
-        # The body as it is: a2b_base64 skips the whitespace, here and on CPython (no copies
-        # of it joined or stripped), after a check that nothing else is in it.
-        body = mv[start:stop]
-        n = pad = 0
-        for c in body:
-            if c in _SPACE:
-                continue
-            if c == 0x3D:  # "="
-                pad += 1
-            elif pad or c not in _B64:
-                what = "character %r" % chr(c) if c < 0x80 else "byte 0x%02x" % c
-                raise DERError("pem: %s in the %s body" % (what, label))
-            n += 1
-        if not n or n % 4 or pad > 2:
-            raise DERError("pem: %s body is not base64 (length %d)" % (label, n))
-        out.append(binascii.a2b_base64(body))  # type: ignore[arg-type]  # any buffer works
-        if first:
-            break
-        start = data.find(begin, stop)
-    return out

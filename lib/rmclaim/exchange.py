@@ -1,44 +1,46 @@
 """A claim's network part: initiate, the HMAC or CSR, then verify on the same TLS session."""
 
-# Steps of rmclaim.claim's state machine (imported for each attempt's network part, then
-# dropped). Initiate and verify share one TLS session while the server keeps it open; each
-# request goes in three steps with only its own code on the heap (the request: service; its
-# transfer: https; the reply: service), and between the two requests (the HMAC of the
-# challenge, or a token claim's CSR for the node id) the session stays open while no network
-# code is on the heap at all.
+# A phase of rmclaim.claim (imported for each attempt's network part, then dropped).
+# Initiate and verify share one TLS session while the server keeps it open; each request goes
+# in three steps with only its own code on the heap (the request: api; its transfer: https;
+# the reply: api), and between the two requests (the HMAC of the challenge, or a token
+# claim's CSR for the node id) the session stays open while no network code is on the heap at
+# all (rmclaim.heap).
 
-from rmclaim.claim import settle, unload
+from rmclaim.heap import settle, unload
 
 
 def run(cfg, ev, ident, mode, uid, d, csr_cache):
-    # The network part of one attempt; ident is (MAC, platform). -> (node_id, VerifyReply)
+    # The network part of one attempt; ident is (MAC, platform). -> (node_id, api.VerifyReply)
     token = cfg.access_token if mode == "token" else None
     conn = None
     try:
-        # The TLS context first, while no other code of this part is on the heap (see trust).
+        # The TLS context first, while no other code of this part is on the heap (see connect).
         if cfg.service_url.startswith("https:"):
             conn = (None, None, _context(cfg.ca))
-            unload("trust", "csr")
-        # A request's arguments go in a one-item list, emptied by _call: none of them stays
-        # on the heap while the reply is read.
+            unload("connect", "pem")
+        # A request's arguments go in a one-item list, emptied when the request is built: none
+        # of them stays on the heap while the reply is read.
         args = [(ident[0], ident[1], token)]  # type: list
         c, conn = conn, None
-        got, conn = ev.run("initiate", _call, cfg, ev, c, "initiate", args, (token,))
+        got, conn = ev.run_step(
+            "initiate", _call, cfg, ev, c, _initiate_request, args, _initiate_reply, (token,), True
+        )
         if token is None:
             node_id = ident[0]
-            got = (got[0], ev.run("hmac", _service, "challenge_response", uid, got[1]))
-            unload("service", "sha512")
+            got = (got[0], ev.run_step("hmac", _challenge_response, uid, got[1]))
+            unload("api", "sha512")
             got = settle(got)
         else:
-            unload("service")
+            unload("api")
             node_id = got = settle(got)
         if node_id not in csr_cache:
             # A token claim's node id comes with initiate (a self-claim's CSR, for the MAC,
             # is made before the network part, and again in an attempt after one that sent
             # it).
             csr_cache.clear()
-            csr_cache[node_id] = ev.run("csr", _request_pem, d, node_id, cfg.matter)
-            unload("csr", "p256", "asn1")
+            csr_cache[node_id] = ev.run_step("csr", _request_pem, d, node_id, cfg.matter)
+            unload("csr", "pem", "p256", "asn1")
             csr_cache[node_id] = settle(csr_cache[node_id])
         # The CSR leaves the cache with its request: kept for a retry, it would stay on the
         # heap next to the reply (a retry makes it again, the same bytes: RFC 6979 nonces).
@@ -49,18 +51,46 @@ def run(cfg, ev, ident, mode, uid, d, csr_cache):
             args = [(csr, cfg.matter, token)]
         del csr
         c, conn = conn, None
-        reply, conn = ev.run("verify", _call, cfg, ev, c, "verify", args, ())
+        reply, conn = ev.run_step(
+            "verify", _call, cfg, ev, c, _verify_request, args, _verify_reply, (), False
+        )
         return node_id, reply
     finally:
         _close(conn)
-        unload("service", "https", "trust", "sha512", "csr", "p256", "asn1")
+        unload("api", "https", "connect", "pem", "sha512", "csr", "p256", "asn1")
 
 
-def _service(name, *args):
-    # service.<name>(*args), in a frame of its own (the module can leave the heap after it).
-    from rmclaim import service
+# The api calls, each in a frame of its own (the module can leave the heap after it).
 
-    return getattr(service, name)(*args)
+
+def _initiate_request(mac, platform, token):
+    from rmclaim import api
+
+    return api.initiate_request(mac, platform, token)
+
+
+def _initiate_reply(reply, token):
+    from rmclaim import api
+
+    return api.initiate_reply(reply, token)
+
+
+def _challenge_response(uid, challenge):
+    from rmclaim import api
+
+    return api.challenge_response(uid, challenge)
+
+
+def _verify_request(csr, matter, token, auth_id=None, response=None):
+    from rmclaim import api
+
+    return api.verify_request(csr, matter, token, auth_id, response)
+
+
+def _verify_reply(reply):
+    from rmclaim import api
+
+    return api.verify_reply(reply)
 
 
 def _request_pem(d, node_id, matter):
@@ -70,9 +100,9 @@ def _request_pem(d, node_id, matter):
 
 
 def _context(ca):
-    from rmclaim import trust
+    from rmclaim import connect
 
-    return trust.context(ca)
+    return connect.context(ca)
 
 
 def _close(conn):
@@ -109,20 +139,19 @@ def _post(http, req):
     http.send("POST", path, body, headers)
 
 
-def _call(cfg, ev, conn, name, args, reply_args):
-    # A request of the claiming API (name "initiate" or "verify"; args: a one-item list
-    # holding the arguments of its service.*_request, taken out) in three steps, each with
-    # only its own code on the heap: the request (service), its transfer (https: the TLS
-    # session), the reply (service). -> (what the reply says, the connection left open after
-    # an initiate; a verify is the last request, its connection is closed before its reply is
-    # read)
-    req = [_service(name + "_request", *args.pop())]
-    unload("service")
-    reply, conn = _send(cfg, ev, conn, req, name == "initiate")
+def _call(cfg, ev, conn, make_request, args, read_reply, reply_args, keep):
+    # One request of the claiming API in three steps, each with only its own code on the heap:
+    # the request (make_request(*args.pop()): args is a one-item list, emptied here), its
+    # transfer (https: the TLS session), the reply (read_reply(reply, *reply_args)). ->
+    # (what the reply says, the connection left open when keep (after an initiate); a verify
+    # is the last request, its connection is closed before its reply is read)
+    req = [make_request(*args.pop())]
+    unload("api")
+    reply, conn = _send(cfg, ev, conn, req, keep)
     del req
-    unload("https", "trust")
+    unload("https", "connect", "pem")
     try:
-        return _service(name + "_reply", reply, *reply_args), conn
+        return read_reply(reply, *reply_args), conn
     except BaseException:
         _close(conn)
         raise

@@ -110,7 +110,7 @@ class Client:
 
     def attach(self, conn):
         # Take over a connection from detach() (None: nothing to take); (None, None, context)
-        # gives only the TLS context (rmclaim.trust's) for the connection to come.
+        # gives only the TLS context (rmclaim.connect's) for the connection to come.
         self.close()
         if conn is not None:
             self._sock, self._raw, self._ctx = conn
@@ -131,15 +131,15 @@ class Client:
         )
 
     def _connect(self):
-        # A new connection (rmclaim.trust makes it, and the pinned TLS context when there is
+        # A new connection (rmclaim.connect makes it, and the pinned TLS context when there is
         # none yet: a request on a kept-alive connection needs neither).
         self.close()
-        from rmclaim import trust
+        from rmclaim import connect
 
         if self.tls and self._ctx is None:
-            self._ctx = trust.context(self._ca)
+            self._ctx = connect.context(self._ca)
         self._what = "connect"
-        self._raw, self._sock = trust.connect(
+        self._raw, self._sock = connect.connect(
             self.host, self.port, self._ctx if self.tls else None, self._deadline, self._wait
         )
         self.connections += 1

@@ -44,9 +44,9 @@ def identify(cfg, ev):
     # its classes on the heap).
     from rmclaim import chip
 
-    ident = ev.run("identity", chip.identity)
+    ident = ev.run_step("identity", chip.identity)
     how = mode(cfg, ident)
-    uid = ev.run("efuse", chip.optional_unique_id, ident.info) if how == "self" else None
+    uid = ev.run_step("efuse", chip.optional_unique_id, ident.info) if how == "self" else None
     return (ident.mac, ident.platform), how, uid
 
 
@@ -55,14 +55,14 @@ def key(cfg, ev, mac, how, csr_cache):
     # self-claim, the CSR (its CN, the MAC, is known). csr is loaded only after the key is made
     # (with a radio on: rmclaim.store) and store has left the heap, so fewer modules share it.
     from rmclaim import store
-    from rmclaim.claim import unload
+    from rmclaim.heap import unload
 
-    d, key_pem = ev.run("key", store.Store().load_or_create_key)
+    d, key_pem = ev.run_step("key", store.Store().load_or_create_key)
     del store
     unload("store")
     from rmclaim import csr
 
     point = csr.public_point(d)
     if how == "self":
-        csr_cache[mac] = ev.run("csr", csr.request_pem, d, mac, cfg.matter)
+        csr_cache[mac] = ev.run_step("csr", csr.request_pem, d, mac, cfg.matter)
     return d, key_pem, point

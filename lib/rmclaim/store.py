@@ -64,14 +64,14 @@ class Credentials:
         self.random = random
 
     def key_der(self):
-        from rmclaim import csr
+        from rmclaim import pem
 
-        return csr.pem_decode(self.key_pem, KEY_LABEL)
+        return pem.decode(self.key_pem, KEY_LABEL)
 
     def cert_der(self):
-        from rmclaim import x509
+        from rmclaim import pem
 
-        return x509.split_pem_chain(self.cert_pem)[0]
+        return pem.split(self.cert_pem, "CERTIFICATE")[0]
 
     def __repr__(self):
         return "Credentials(node_id=%r, mqtt_host=%r)" % (self.node_id, self.mqtt_host)
@@ -319,20 +319,22 @@ class Store:
         # The stored key as d, or a new one stored now, before anything else happens; the 64
         # random bytes are made alongside when missing. Key material is made only with a radio
         # on, and with csr not yet loaded (less on the heap). -> (d, key PEM)
+        from rmclaim import pem
+
         try:
-            pem = self.key_pem()
+            text = self.key_pem()
         except StoreError:
-            pem = None  # a damaged key blob with no certificate is worth nothing: replace it
+            text = None  # a damaged key blob with no certificate is worth nothing: replace it
         d = None
-        if pem is not None:
+        if text is not None:
             from rmclaim import csr
 
             try:
-                d = csr.decode_private_key(csr.pem_decode(pem, KEY_LABEL))
+                d = csr.decode_private_key(pem.decode(text, KEY_LABEL))
             except ValueError:
                 pass
             if d is not None and self.has_random():
-                return d, pem
+                return d, text
         import os
 
         on = _radio_on()
@@ -341,18 +343,18 @@ class Store:
                 from rmclaim import p256
 
                 d = p256.generate_private_key()
-                pem = None
+                text = None
             random = None if self.has_random() else os.urandom(RANDOM_LEN)
         finally:
             _radio_off(on)
-        if pem is not None:
+        if text is not None:
             self._write([(_RANDOM, random)])
-            return d, pem
+            return d, text
         from rmclaim import csr
 
-        pem = csr.pem_encode(csr.encode_private_key(d), KEY_LABEL)
-        self.save_key(pem, random)
-        return d, pem
+        text = pem.encode(csr.encode_private_key(d), KEY_LABEL)
+        self.save_key(text, random)
+        return d, text
 
     def forget(self):
         # Erase everything: first the index (from then on nothing counts as stored), then the

@@ -184,9 +184,9 @@ def parse_certificate(der):
 def split_pem_chain(text):
     # The DER of every CERTIFICATE block in text (str or bytes), in order; DERError if there
     # is none or one is damaged.
-    from rmclaim.csr import pem_split
+    from rmclaim import pem
 
-    return pem_split(text, "CERTIFICATE")
+    return pem.split(text, "CERTIFICATE")
 
 
 def ec_signature(cert, issuer):

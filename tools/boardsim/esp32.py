@@ -53,7 +53,13 @@ def _name(key):
 
 
 def _io(name, *args):
-    # _nvs_io.<name>(*args), the module loaded for the call and dropped again.
+    # _nvs_io.<name>(*args), the module loaded for the call and dropped again, into a
+    # collected heap: a board's built-in NVS needs no GC heap for its code, so loading this
+    # one must not fail where a board would not (it fails now and then when the heap is
+    # nearly full of a claim's garbage).
+    import gc
+
+    gc.collect()
     import _nvs_io
 
     try:

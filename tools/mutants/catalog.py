@@ -37,15 +37,15 @@ _STORE_CLAIM_NODE = """        with self.transaction() as db:
                 "SELECT user_id, claimed FROM nodes WHERE node_id = ?", (node_id,)"""
 
 _FINISH_CHECK = """    try:
-        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
+        ev.run_step("check", _check, point, node_id, reply.certificate, claim_ca)
     finally:
-        unload("check", "x509", "csr", "p256", "asn1")
+        unload("check", "x509", "pem", "csr", "p256", "asn1")
     from rmclaim import store
 
     st = store.Store()
     if st.key_pem() != key_pem:
         raise ClaimError("store: the stored key changed during the claim; nothing stored")
-    ev.run(
+    ev.run_step(
         "store",
         st.save_identity,
         reply.certificate,
@@ -60,7 +60,7 @@ _FINISH_STORE_FIRST = """    from rmclaim import store
     st = store.Store()
     if st.key_pem() != key_pem:
         raise ClaimError("store: the stored key changed during the claim; nothing stored")
-    ev.run(
+    ev.run_step(
         "store",
         st.save_identity,
         reply.certificate,
@@ -69,9 +69,9 @@ _FINISH_STORE_FIRST = """    from rmclaim import store
         reply.mqtt_cred_host,
     )
     try:
-        ev.run("check", check_certificate, point, node_id, reply.certificate, claim_ca)
+        ev.run_step("check", _check, point, node_id, reply.certificate, claim_ca)
     finally:
-        unload("check", "x509", "csr", "p256", "asn1")
+        unload("check", "x509", "pem", "csr", "p256", "asn1")
 """
 
 _WORDS_LE = """        out[4 * i] = w & 0xFF
@@ -130,7 +130,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "refuses CERT_REQUIRED outright, so every TLS test fails)",
         (
             Edit(
-                "lib/rmclaim/trust.py",
+                "lib/rmclaim/connect.py",
                 "ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)",
                 "ctx.wrap_socket(raw, do_handshake_on_connect=False)",
             ),
@@ -154,7 +154,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the challenge HMAC keyed with the challenge instead of the unique id",
         (
             Edit(
-                "lib/rmclaim/service.py",
+                "lib/rmclaim/api.py",
                 "sha512.hmac_sha512(unique_id, challenge.encode())",
                 "sha512.hmac_sha512(challenge.encode(), unique_id)",
             ),
@@ -232,7 +232,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "challenge-lowercase",
         "the self-claim challenge response sent as lowercase hex",
-        (Edit("lib/rmclaim/service.py", ".decode().upper()", ".decode()"),),
+        (Edit("lib/rmclaim/api.py", ".decode().upper()", ".decode()"),),
         (
             "host_tests/device/claim/test_service_client.py",
             "host_tests/device/claim/test_claim.py::test_self_claim",
@@ -347,12 +347,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a getaddrinfo entry without an address is connected to (a TypeError on the board)",
         (
             Edit(
-                "lib/rmclaim/trust.py",
+                "lib/rmclaim/connect.py",
                 "    except (OSError, TypeError, ValueError) as e:",
                 "    except OSError as e:",
             ),
             Edit(
-                "lib/rmclaim/trust.py",
+                "lib/rmclaim/connect.py",
                 "if not found or found[0][-1] is None:",
                 "if not found:",
             ),

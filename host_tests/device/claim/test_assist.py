@@ -117,7 +117,7 @@ def test_forget_then_claim_again(
 
 
 BACKOFF = """
-from rmclaim import claim, config, errors
+from rmclaim import backoff, config, errors
 cfg = config.load({"service_url": "https://h", "ca": "-----BEGIN CERTIFICATE-----",
                    "backoff_base_s": 2, "backoff_cap_s": 60})
 net = errors.NetworkError("x")
@@ -127,8 +127,8 @@ quota = errors.QuotaExceeded("x", 403)
 res = []
 for attempt, e, f in ARGS:
     e = {"net": net, "ra": ra, "huge": huge, "quota": quota}[e]
-    res.append(claim.backoff_s(cfg, attempt, e, f))
-rand = [claim.backoff_s(cfg, 3, net) for _ in range(200)]
+    res.append(backoff.backoff_s(cfg, attempt, e, f))
+rand = [backoff.backoff_s(cfg, 3, net) for _ in range(200)]
 res.append([min(rand), max(rand)])
 out(res)
 """

@@ -10,13 +10,13 @@ from .support import run_device
 
 CONNECT = """
 import time
-from rmclaim import trust
+from rmclaim import connect
 res = {}
 def wait(events):
     pass
 for host in ARGS:
     try:
-        trust.connect(host, 8443, None, time.ticks_add(time.ticks_ms(), 2000), wait)
+        connect.connect(host, 8443, None, time.ticks_add(time.ticks_ms(), 2000), wait)
         res[host] = "connected"
     except Exception as e:
         res[host] = err(e)

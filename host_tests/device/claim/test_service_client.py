@@ -1,4 +1,4 @@
-"""rmclaim.service: requests byte for byte as the firmware and apps send them; replies mapped."""
+"""rmclaim.api: requests byte for byte as the firmware and apps send them; replies mapped."""
 
 from __future__ import annotations
 
@@ -50,14 +50,42 @@ def _scripted(sock: socket.socket, srv: LocalServer) -> None:
 
 
 CLIENT = """
-from rmclaim import config, service
+from rmclaim import api, config, https
 cfg = config.load({"service_url": ARGS["url"], "ca": ARGS["ca"], "matter": ARGS["matter"]})
-svc = service.Service(cfg)
+
+class Service:
+    # The claiming API over one https.Client (initiate and verify share a TLS session while the
+    # server keeps it open), as rmclaim.exchange drives it, without its heap phases.
+    def __init__(self, cfg):
+        self.http = https.Client(cfg.service_url, cfg.ca, cfg.timeout_s, cfg.allow_insecure_http)
+        self.matter = cfg.matter
+
+    def close(self):
+        self.http.close()
+
+    def _send(self, req):
+        path, headers, body = req
+        return self.http.request("POST", path, body, headers)
+
+    def initiate_self(self, mac, platform):
+        return api.initiate_reply(self._send(api.initiate_request(mac, platform)))
+
+    def initiate_token(self, mac, platform, token):
+        return api.initiate_reply(self._send(api.initiate_request(mac, platform, token)), token)
+
+    def verify_self(self, auth_id, response, csr):
+        req = api.verify_request(csr, self.matter, None, auth_id, response)
+        return api.verify_reply(self._send(req))
+
+    def verify_token(self, csr, token):
+        return api.verify_reply(self._send(api.verify_request(csr, self.matter, token)))
+
+svc = Service(cfg)
 res = {}
 def call(name, fn, *args):
     try:
         r = fn(*args)
-        if isinstance(r, service.VerifyReply):
+        if isinstance(r, api.VerifyReply):
             r = [r.certificate, r.mqtt_host, r.mqtt_cred_host]
         res[name] = {"ok": r}
     except Exception as e:
@@ -72,7 +100,7 @@ call("long_auth_id", svc.initiate_self, "7CDFA1E25EA0", "esp32s3")
 call("number_auth_id", svc.initiate_self, "7CDFA1E25EA0", "esp32s3")
 call("not_object", svc.initiate_self, "7CDFA1E25EA0", "esp32s3")
 res["handshakes"] = svc.http.handshakes
-res["hmac"] = service.challenge_response(bytes(range(16)), ARGS["challenge"])
+res["hmac"] = api.challenge_response(bytes(range(16)), ARGS["challenge"])
 svc.close()
 out(res)
 """
@@ -187,17 +215,17 @@ class FakeMachine:
         return bytes.fromhex(ARGS["mac"])
 
 sys.modules["machine"] = FakeMachine
-from rmclaim import chip, service
+from rmclaim import api, chip
 mac = chip.base_mac()
 platform = chip.info_for(ARGS["family"]).platform
 uid = bytes.fromhex(ARGS["uid"])
 res = {
-    "initiate_self": service.initiate_request(mac, platform)[2].decode(),
-    "verify_self": service.verify_request(
+    "initiate_self": api.initiate_request(mac, platform)[2].decode(),
+    "verify_self": api.verify_request(
         ARGS["csr"], False, None, ARGS["auth_id"],
-        service.challenge_response(uid, ARGS["challenge"]))[2].decode(),
-    "initiate_token": service.initiate_request(mac, platform, "tok")[2].decode(),
-    "verify_token": service.verify_request(ARGS["csr"], False, "tok")[2].decode(),
+        api.challenge_response(uid, ARGS["challenge"]))[2].decode(),
+    "initiate_token": api.initiate_request(mac, platform, "tok")[2].decode(),
+    "verify_token": api.verify_request(ARGS["csr"], False, "tok")[2].decode(),
 }
 out(res)
 """
@@ -241,10 +269,10 @@ def test_request_bodies_hold_what_the_firmware_sends(interp: Interpreter, family
 
 
 MAP = """
-from rmclaim import service
+from rmclaim import api
 res = []
 for step, status, body, ra in ARGS:
-    e = service.error_for(step, status, body.encode(), ra)
+    e = api.error_for(step, status, body.encode(), ra)
     res.append([type(e).__name__, e.retryable, e.retry_after, e.status, str(e)])
 out(res)
 """

@@ -268,11 +268,11 @@ def test_unreadable_key_without_certificate_replaced(mpy: Interpreter, board: Si
 
 
 CHECK = """
-from rmclaim import claim
+from rmclaim import check
 res = []
 for point, node_id, cert, claim_ca in ARGS:
     try:
-        claim.check_certificate(bytes.fromhex(point), node_id, cert, claim_ca)
+        check.check_certificate(bytes.fromhex(point), node_id, cert, claim_ca)
         res.append({"ok": True})
     except Exception as e:
         res.append(err(e))

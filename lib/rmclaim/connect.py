@@ -20,9 +20,9 @@ def context(ca):
     ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
     try:
         if isinstance(ca, str):
-            from rmclaim.csr import pem_split
+            from rmclaim import pem
 
-            ca = pem_split(ca, "CERTIFICATE")
+            ca = pem.split(ca, "CERTIFICATE")
         if not ca:
             raise ValueError("no certificate")
         for der in ca:

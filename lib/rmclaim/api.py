@@ -1,4 +1,4 @@
-"""The claiming service API (initiate, verify), its error replies mapped to typed exceptions."""
+"""The claiming service's API, client side: requests, replies, errors mapped to exceptions."""
 
 import json
 
@@ -184,40 +184,3 @@ def verify_reply(reply):
     r.mqtt_host = host
     r.mqtt_cred_host = cred
     return r
-
-
-class Service:
-    # The claiming API of one service, over one https.Client (so initiate and verify share a
-    # TLS session while the server keeps the connection open). https is imported here, not
-    # at the top: the module's other functions work without it on the heap.
-    def __init__(self, cfg, ca=None):
-        # ca: the pinned CA as DER certificates, when already decoded; else cfg.ca (PEM).
-        from rmclaim import https
-
-        self.http = https.Client(
-            cfg.service_url, cfg.ca if ca is None else ca, cfg.timeout_s, cfg.allow_insecure_http
-        )
-        self.matter = cfg.matter
-
-    def close(self):
-        self.http.close()
-
-    def _send(self, req):
-        path, headers, body = req
-        return self.http.request("POST", path, body, headers)
-
-    def initiate_self(self, mac, platform):
-        # -> (auth_id, challenge)
-        return initiate_reply(self._send(initiate_request(mac, platform)))
-
-    def initiate_token(self, mac, platform, token):
-        # -> node_id
-        return initiate_reply(self._send(initiate_request(mac, platform, token)), token)
-
-    def verify_self(self, auth_id, challenge_response, csr_pem):
-        return verify_reply(
-            self._send(verify_request(csr_pem, self.matter, None, auth_id, challenge_response))
-        )
-
-    def verify_token(self, csr_pem, token):
-        return verify_reply(self._send(verify_request(csr_pem, self.matter, token)))
