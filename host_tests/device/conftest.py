@@ -30,7 +30,9 @@ def run_json(deployed_lib: Path) -> RunJSON:
 
     def run(interp: Interpreter, script: str, items: list[Any], heap: str = "64K") -> list[Any]:
         stdin = "".join(json.dumps(item) + "\n" for item in items)
-        path = [deployed_lib] if interp.name == "micropython" else []
+        # make_der.py (the tests' DER encoders) beside this file, importable on both.
+        here = Path(__file__).parent
+        path = [deployed_lib, here] if interp.name == "micropython" else [here]
         out = interp.run(script, stdin=stdin, heap=heap, path=path)
         return [json.loads(line) for line in out.strip().splitlines()]
 

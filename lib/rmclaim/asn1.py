@@ -1,13 +1,11 @@
-"""Minimal strict DER: encoders return bytes, decoders return (value, remaining bytes)."""
+"""Minimal strict DER decoding: each decoder returns (value, remaining bytes)."""
 
 # Strict in both directions: lengths and INTEGERs must be minimal, no BER long forms or
 # indefinite lengths, no multi-byte tags, no negative INTEGERs where a non-negative one is
 # wanted, nothing past the end of the input. Any violation raises DERError (a ValueError)
 # naming what was wanted and what was found. Values are bytes; no module above needs more.
-#
-# The decoders are here; the encoders (encode_length, encode_tlv, encode_sequence, ...,
-# encode_ecdsa_signature) live in rmclaim.asn1_encode and are reached through this module's
-# __getattr__ on first use, so reading a certificate does not bring them onto the heap.
+# The device reads DER (certificates, signatures) but writes none in general: rmclaim.csr
+# writes its fixed structures itself.
 
 from micropython import const
 
@@ -60,15 +58,6 @@ def _fail(number, *args):
     from rmclaim.asn1_text import MESSAGES
 
     return DERError("asn1: " + MESSAGES.split("\n")[number] % args)
-
-
-def __getattr__(name):
-    # The encoders, from rmclaim.asn1_encode (see the top of this file).
-    if name.startswith("encode_"):
-        from rmclaim import asn1_encode
-
-        return getattr(asn1_encode, name)
-    raise AttributeError(name)
 
 
 def decode_tlv(data):

@@ -101,14 +101,6 @@ def lookup(machine):
     )
 
 
-def info_for(family):
-    # The row of a family by name (for host-side tools and tests that already know it).
-    for row in _CHIPS:
-        if row[0] == family:
-            return _info(row)
-    raise UnsupportedChip("chip: unknown family %r; known: %s" % (family, ", ".join(families())))
-
-
 def machine_string():
     import os
 

@@ -61,13 +61,29 @@ def _integer(v):
     return _tlv(2, b[i:])
 
 
+def encode_oid(dotted):
+    # The DER OBJECT IDENTIFIER for "1.3.6.1.4.1.37244.2.1"; ValueError for a bad one.
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
+        raise ValueError("csr: bad OID %s" % dotted)
+    out = bytearray()
+    arcs[1] += 40 * arcs[0]
+    for arc in arcs[1:]:
+        shift = 7
+        while arc >> shift:
+            shift += 7
+        while shift > 7:
+            shift -= 7
+            out.append(0x80 | (arc >> shift & 0x7F))
+        out.append(arc & 0x7F)
+    return _tlv(0x06, bytes(out))
+
+
 def build_csr(d, common_name, extra_subject=None):
     # DER CertificationRequest for key d with subject CN=common_name, then each (oid, value)
     # of extra_subject, e.g. [("1.3.6.1.4.1.37244.2.1", "131B")] for a Matter vendor id.
     subject = _rdn(_CN_OID, "common name", common_name)
     if extra_subject:
-        from rmclaim.asn1 import encode_oid
-
         for oid, value in extra_subject:
             subject += _rdn(encode_oid(oid), "subject attribute " + str(oid), value)
     info = _tlv(

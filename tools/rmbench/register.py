@@ -3,23 +3,9 @@ by the device library on the board, so that the board can then self-claim."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from rmbench import devicecalls
 from rmbench.board import Board
-from rmbench.errors import BenchError, UsageError
-from rmbench.service import accounts
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A board recorded in the service: self-claims from its MAC now verify."""
-
-    board: str
-    port: str
-    mac: str
-    replaced: bool  # the MAC was registered before with another unique id
+from rmbench.errors import UsageError
 
 
 def read_registration(board: Board) -> tuple[str, bytes]:
@@ -41,27 +27,6 @@ def read_registration(board: Board) -> tuple[str, bytes]:
             step="identify",
         )
     return info.mac, info.unique_id
-
-
-def register(board: Board, state_dir: Path) -> Registered:
-    """Read the board's MAC and unique id on the board and record them in the local service.
-
-    Args:
-        board: a board with the device library deployed.
-        state_dir: the local service's state directory (rmbench serve --state-dir).
-
-    Returns:
-        The MAC registered, and whether it replaced an earlier unique id.
-
-    Raises:
-        UsageError: see read_registration; or the state directory holds no service.
-    """
-    mac, unique_id = read_registration(board)
-    try:
-        reg = accounts.register_device(state_dir, mac, unique_id)
-    except BenchError as e:
-        raise e.with_context(board=board.name, port=board.port, step="register") from e
-    return Registered(board.name, board.port, reg.mac, reg.replaced)
 
 
 def registration_from_port(port: str, board: str | None) -> tuple[str, bytes]:

@@ -186,9 +186,9 @@ class FakeMachine:
 sys.modules["machine"] = FakeMachine
 from rmclaim import chip
 res = {}
-for family in ARGS["families"]:
+for family, machine in ARGS["families"]:
     try:
-        res[family] = chip.optional_unique_id(chip.info_for(family)).hex()
+        res[family] = chip.optional_unique_id(chip.lookup(machine)).hex()
     except Exception as e:
         res[family] = err(e)
 out(res)
@@ -210,7 +210,8 @@ def test_unique_id_read_from_the_words_espefuse_defines(interp: Interpreter) -> 
         # The field's bytes: each word little-endian, lowest address first (ESP-IDF
         # esp_efuse_read_field_blob, as test_words_to_bytes_known_value checks).
         expected[family] = struct.pack("<4I", *got_values).hex()
-    res = run_device(interp, UNIQUE_ID, {"words": words, "families": families})
+    machines = [[f, all_profiles()[f].machine] for f in families]
+    res = run_device(interp, UNIQUE_ID, {"words": words, "families": machines})
     assert res == expected
 
 

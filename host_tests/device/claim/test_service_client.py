@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from rmbench.micropython import Interpreter
+from rmbench.profiles import all_profiles
 
 from .support import LocalServer, issue_server, make_ca, read_request, reply, run_device, serving
 
@@ -217,7 +218,7 @@ class FakeMachine:
 sys.modules["machine"] = FakeMachine
 from rmclaim import api, chip
 mac = chip.base_mac()
-platform = chip.info_for(ARGS["family"]).platform
+platform = chip.lookup(ARGS["machine"]).platform
 uid = bytes.fromhex(ARGS["uid"])
 res = {
     "initiate_self": api.initiate_request(mac, platform)[2].decode(),
@@ -249,7 +250,8 @@ def test_request_bodies_hold_what_the_firmware_sends(interp: Interpreter, family
     uid = bytes(range(0xF0, 0x100))
     challenge = "chAL1enge/\u00e9-" + "x" * 100  # up to 128 characters, any text
     csr = _csr_pem(mac.hex().upper())
-    args = {"mac": mac.hex(), "family": family, "uid": uid.hex(), "challenge": challenge}
+    machine = all_profiles()[family].machine
+    args = {"mac": mac.hex(), "machine": machine, "uid": uid.hex(), "challenge": challenge}
     res = run_device(interp, BODIES, {**args, "csr": csr, "auth_id": "AuthId-1"})
     got = {name: json.loads(body) for name, body in res.items()}
     firmware_mac = "".join(format(b, "02X") for b in mac)  # printf "%02X", Python spelling
