@@ -1,6 +1,6 @@
 """Bench fixtures: `board` (one Board: real with --port, else virtual), `boards`, the service.
 
-Precedence for which board a test gets (STYLE 4.2): a test's
+Precedence for which board a test gets (as pytest-embedded's option handling): a test's
 `@pytest.mark.parametrize("board", ["esp32"], indirect=True)`, then --board, then esp32s3.
 With --port, every test drives that real board; a test whose parametrized profile differs,
 or that `@pytest.mark.needs(...)` a capability the board lacks, is skipped with the reason.
@@ -128,7 +128,7 @@ def _capabilities(request: pytest.FixtureRequest, profile: str) -> tuple[frozens
 
 @pytest.fixture(autouse=True)
 def _capability_gate(request: pytest.FixtureRequest) -> None:
-    # Skip a test that needs what the board under test lacks, naming both (STYLE 4.3).
+    # Skip a test that needs what the board under test lacks, naming both.
     params = getattr(getattr(request.node, "callspec", None), "params", {})
     profile = str(params.get("board") or request.config.getoption("--board") or DEFAULT_BOARD)
     ports: list[str] = request.config.getoption("--port")

@@ -88,7 +88,8 @@ def verify_token(
 
 
 def check_device_certificate(chain: str, key: PrivateKey, cn: str, claim_ca_pem: str) -> None:
-    """What the real service issues: see rainmaker-claiming.md 2b."""
+    """What the real service issues (a verify reply seen from it, Oct 2024): the device
+    certificate (CN = node id, signed by the claim CA, the device's key) then the CA itself."""
     assert chain.count("-----BEGIN CERTIFICATE-----") == 2
     device, issuer = split_chain(chain)
     assert chain.endswith(claim_ca_pem)

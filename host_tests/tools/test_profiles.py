@@ -1,4 +1,4 @@
-"""Board profiles load, agree with the facts in DESIGN.md, and unknown boards are named."""
+"""Board profiles load, agree with the chips' known facts, and unknown boards are named."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 MicroPython's combined image (bootloader, partition table, app; written at the profile's
 flash_offset) fills 0x9000-0xFFFF with 0xFF, so writing it as downloaded wipes the nvs partition
-where rmclaim keeps a claimed identity (micropython-platform.md sections 1 and 4). Rather than
+where rmclaim keeps a claimed identity (MicroPython ports/esp32/makeimg.py pads the gap between
+the partition table and the app, which holds nvs at 0x9000, with 0xFF). Rather than
 writing only the app part, which would leave an old bootloader and partition table under a new
 app, `flash` reads the nvs partition first and writes the image with those bytes spliced back in,
 in one esptool write that esptool then verifies by MD5: the user gets exactly the firmware they

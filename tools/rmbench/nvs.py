@@ -46,7 +46,8 @@ _TYPE_BLOB_DATA = 0x42  # version 2: one chunk of a blob
 _TYPE_BLOB_IDX = 0x48  # version 2: size and chunk range of a blob
 _NAMESPACE_INDEX = 0  # namespace names are U8 items in namespace 0 whose value is the index
 
-# The RainMaker credential names (rainmaker-claiming.md section 6), in namespace rmaker_creds.
+# The RainMaker credential names (ESP RainMaker firmware esp_rmaker_client_data.h, all blobs
+# without a trailing NUL), in namespace rmaker_creds.
 CREDS_KEYS = ("node_id", "client_cert", "client_key", "mqtt_host", "mqtt_cred_host", "random")
 
 Value = int | str | bytes

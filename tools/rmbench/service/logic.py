@@ -1,7 +1,9 @@
 """The claiming rules of the local service: request validation, self and token claims, signing.
 
 Pure of HTTP: each call takes the raw body and Authorization value and returns the reply object
-or raises ClaimFailure(status, description). Behaviour: reference/rainmaker-claiming.md 2, 3, 9.
+or raises ClaimFailure(status, description). Behaviour: as the ESP RainMaker firmware
+(esp_rmaker_claim.c) and esp-rainmaker-cli (claim.py) expect it, and the real service's replies
+and error texts reported in esp-rainmaker issues #83, #106 and #219.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ MAC_RE = re.compile(r"[0-9A-F]{12}")
 # handle_self_claim_init_response), so 128 uppercase hex digits; anything else is refused.
 CHALLENGE_RESPONSE_RE = re.compile(r"[0-9A-F]{128}")
 
-# The texts the real service is known to use (rainmaker-claiming.md 2d).
+# The texts the real service is known to use (esp-rainmaker issues #83, #106; API gateway).
 PLATFORM_INVALID = "Platform is invalid"
 NO_QUOTA = "User does not have available quota. Please contact Administrator"
 UNAUTHORIZED = "Unauthorized"

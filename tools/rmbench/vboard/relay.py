@@ -1,7 +1,7 @@
 """Byte-stream filters between the serial side of a virtual board and its Unix-port process.
 
 The MicroPython Unix port speaks the same REPL protocol as a board, with two differences the
-relay absorbs here (reference/micropython-platform.md section 5):
+relay absorbs here:
 - it ends printed lines with "\\n" where a board's UART gives "\\r\\n";
 - start-up markers from the boot shim (tools/boardsim/_vboot.py) ride in the output stream as
   OSC escape sequences, `ESC ] rmvb:<event> BEL`, and are taken out before anyone sees them.
