@@ -8,10 +8,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from rmbench.board import Board, StatusLine, VirtualBoard
+from rmbench.board import Board, VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import deploy
 from rmbench.service.harness import RunningService
+from rmbench.statusline import StatusLine
 
 # Boots on the Unix port take about a second; a real board claims in tens of seconds.
 VIRTUAL_TIMEOUT = 30.0

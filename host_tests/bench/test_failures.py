@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from rmbench.board import Board, StatusLine, VirtualBoard
+from rmbench.board import Board, VirtualBoard
+from rmbench.statusline import StatusLine
 
 from .helpers import BenchSetup, flash_groups, led_segments, steps
 

@@ -8,7 +8,8 @@ between two writes: `--cut-at nvs:N` just before the N-th write, `nvs:N:after` j
 from __future__ import annotations
 
 import pytest
-from rmbench.board import StatusLine, VirtualBoard, parse_status
+from rmbench.board import VirtualBoard
+from rmbench.statusline import StatusLine, parse_status
 
 from .helpers import BenchSetup, check_identity, steps
 

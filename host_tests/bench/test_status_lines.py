@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from rmbench.board import VirtualBoard, parse_status
+from rmbench.board import VirtualBoard
+from rmbench.statusline import parse_status
 
 from .helpers import BenchSetup
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rmbench.board import is_idf_log
 from rmbench.boardsim import SimBoard, create_board, derive_identity, open_board
 from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter, MicroPythonError
+from rmbench.statusline import is_idf_log
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rmbench.board import StatusLine, VirtualBoard
+from rmbench.board import VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import ClaimConfig, deploy
 from rmbench.service.harness import running_service
+from rmbench.statusline import StatusLine
 
 from benchmarks.record import record
 

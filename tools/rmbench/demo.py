@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmbench import BUILD_DIR
-from rmbench.board import StatusLine, VirtualBoard
+from rmbench.board import VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import ClaimConfig, deploy
 from rmbench.errors import DeviceError
 from rmbench.profiles import get_profile
+from rmbench.statusline import StatusLine
 
 DEFAULT_WORKDIR = BUILD_DIR / "demo"
 DEMO_TOKEN = "demo-user-token"

@@ -6,9 +6,9 @@ import argparse
 import signal
 from pathlib import Path
 
-from rmbench.board import StatusLine
 from rmbench.demo import DEFAULT_WORKDIR, run_demo
 from rmbench.errors import BenchError
+from rmbench.statusline import StatusLine
 
 
 def args_demo(p: argparse.ArgumentParser) -> None:
