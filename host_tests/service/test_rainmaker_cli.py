@@ -34,12 +34,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from esp_idf_nvs_partition_gen import nvs_partition_gen
-from rmbench import BUILD_DIR, REPO_ROOT
+from rmbench import BUILD_DIR, REPO_ROOT, nvs
 from rmbench.micropython import Interpreter
 from rmbench.service.harness import RunningService, running_service
 from rmbench.service.store import Store
-
-from .nvs_image import read_nvs
 
 CLI_VENV = BUILD_DIR / "rainmaker-cli-venv"
 NVS_ADDR, NVS_SIZE = 0x340000, 0x6000  # the CLI's default fctry address and its image size
@@ -181,8 +179,13 @@ def test_nvs_reader_agrees_with_nvs_partition_gen(tmp_path: Path) -> None:
             "count": 4000000000,
             "delta": -5,
         },
-        "other": {"name": b"hello", "node_id": b"x"},
+        "other": {"name": "hello", "node_id": b"x"},
     }
+
+
+def read_nvs(image: bytes) -> dict[str, dict[str, nvs.Value]]:
+    """{namespace: {key: value}} of an NVS image, read by rmbench's own NVS reader."""
+    return {ns: dict(values) for ns, values in nvs.read_partition(image).namespaces.items()}
 
 
 def board_mac(port: str) -> str:

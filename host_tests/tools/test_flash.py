@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rmbench import flash, nvs
+from rmbench import flash, nvs, nvsimage
 from rmbench.cli import main
 from rmbench.errors import FlashError, UsageError
 from rmbench.flashmock import MockBoard, app_image, combined_image, mock_board
@@ -19,7 +19,7 @@ NVS_START, NVS_END = 0x9000, 0xF000
 FS_ADDR, FS_DATA = 0x200000, b"littlefs" * 512
 
 # Stand-in credentials; the store keeps the key PEM as given, so any text serves here.
-IDENTITY = nvs.Identity(
+IDENTITY = nvsimage.Identity(
     key_pem="-----BEGIN EC PRIVATE KEY-----\nTUlJQ\n-----END EC PRIVATE KEY-----\n",
     cert="-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n",
     node_id="VtXfecXiRKazHoBZkkLAHX",
@@ -42,7 +42,7 @@ def esp32_board(esp32_mock: MockBoard) -> MockBoard:
 
 @pytest.fixture(scope="module")
 def claimed_nvs() -> bytes:
-    return nvs.build_partition(nvs.credentials(IDENTITY), 0x6000)
+    return nvs.build_partition(nvsimage.credentials(IDENTITY), 0x6000)
 
 
 def flash_mock(

@@ -10,7 +10,7 @@ import pytest
 from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rmbench import nvs
+from rmbench import nvs, nvsimage
 
 PAGE = 0x1000
 
@@ -160,7 +160,7 @@ def test_entry_crc_matches_esp_idf_formula() -> None:
     assert crc == zlib.crc32(entry[:4] + entry[8:], 0xFFFFFFFF) & 0xFFFFFFFF
 
 
-IDENTITY = nvs.Identity(
+IDENTITY = nvsimage.Identity(
     key_pem="-----BEGIN EC PRIVATE KEY-----\nS0VZ\n-----END EC PRIVATE KEY-----\n",
     cert="-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n",
     node_id="VtXfecXiRKazHoBZkkLAHX",
@@ -170,7 +170,7 @@ IDENTITY = nvs.Identity(
 
 
 def test_credentials_use_the_device_store_layout() -> None:
-    creds = nvs.credentials(IDENTITY)["rmaker_creds"]
+    creds = nvsimage.credentials(IDENTITY)["rmaker_creds"]
     # RainMaker's key names and contents (no trailing NUL), plus the store's own length index.
     assert creds["client_key"] == IDENTITY.key_pem.encode()
     assert creds["client_cert"] == IDENTITY.cert.encode()
@@ -182,8 +182,8 @@ def test_credentials_use_the_device_store_layout() -> None:
 
 
 def test_the_device_store_reads_a_built_image_back() -> None:
-    image = nvs.build_partition(nvs.credentials(IDENTITY), 0x6000)
-    found = nvs.read_identity(image)
+    image = nvs.build_partition(nvsimage.credentials(IDENTITY), 0x6000)
+    found = nvsimage.read_identity(image)
     assert found.claimed and found.readable
     assert (found.node_id, found.mqtt_host, found.cert) == (
         IDENTITY.node_id,
@@ -191,9 +191,9 @@ def test_the_device_store_reads_a_built_image_back() -> None:
         IDENTITY.cert,
     )
     assert found.describe() == "claimed as VtXfecXiRKazHoBZkkLAHX"
-    blank = nvs.read_identity(b"\xff" * 0x6000)
+    blank = nvsimage.read_identity(b"\xff" * 0x6000)
     assert (blank.readable, blank.claimed, blank.describe()) == (True, False, "no identity")
-    broken = nvs.read_identity(b"\x00" * 0x6000)
+    broken = nvsimage.read_identity(b"\x00" * 0x6000)
     assert not broken.readable
     assert broken.describe() == (
         "NVS that does not read as an identity (nvs: page 0: unknown page state 0x00000000)"

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from rmbench import certs, nvs
+from rmbench import certs, nvs, nvsimage
 from rmbench.cli import main
 from rmbench.flashmock import app_image, combined_image, mock_board
 from rmbench.nvsimage import HOST_KEY_NOTICE
@@ -66,7 +66,7 @@ def test_claims_with_a_token_and_the_device_store_reads_the_image(
     random = creds["random"]
     assert isinstance(random, bytes) and len(random) == 64
 
-    found = nvs.read_identity(data)  # the device library's own store code reads it
+    found = nvsimage.read_identity(data)  # the device library's own store code reads it
     assert found.claimed and found.node_id == node_id.decode()
 
 
@@ -94,7 +94,7 @@ def test_takes_existing_files_and_the_image_survives_a_reflash(
     assert main([*argv, "--mqtt-host", "mqtt.factory.test"]) == 0
     capsys.readouterr()
     image = out.read_bytes()
-    found = nvs.read_identity(image)
+    found = nvsimage.read_identity(image)
     assert (found.node_id, found.mqtt_host) == ("NodeFromFiles", "mqtt.factory.test")
 
     # A factory writes it at the nvs offset; a later `rmbench flash` keeps it.

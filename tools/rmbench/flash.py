@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rmbench import nvs
+from rmbench import nvs, nvsimage
 from rmbench.errors import BenchError, FlashError, UsageError
 from rmbench.profiles import BoardProfile
 
@@ -65,7 +65,8 @@ class FlashResult:
     address: int
     size: int
     nvs_outcome: str  # "kept" (read, written back), "blank", "erased" (erase=True), "untouched"
-    identity: nvs.StoredIdentity | None  # what the nvs partition held before (None: blank/unread)
+    # what the nvs partition held before (None: blank or unread)
+    identity: nvsimage.StoredIdentity | None
     seconds: float
 
 
@@ -373,7 +374,7 @@ def flash(
 
 def _keep_nvs(
     old: bytes, table: bytes, profile: BoardProfile
-) -> tuple[str, nvs.StoredIdentity | None]:
+) -> tuple[str, nvsimage.StoredIdentity | None]:
     # Decide what to do with the nvs partition read from the board: ("blank", None) when it was
     # never written, else ("kept", what it holds). Anything written there is kept, credentials or
     # not (a key stored before a claim finished, the user's own keys): only erase=True drops it.
@@ -386,4 +387,4 @@ def _keep_nvs(
             f"the new image at 0x{profile.nvs_offset:x}+0x{profile.nvs_size:x}: its NVS cannot "
             "be carried over; flash with erase to drop it, or use an image with the same table"
         )
-    return "kept", nvs.read_identity(old)
+    return "kept", nvsimage.read_identity(old)

@@ -1,4 +1,5 @@
-"""Factory NVS images: a RainMaker identity with a host-made key, for lines that write NVS.
+"""RainMaker identities in NVS partitions: read one from a board's partition (as the device
+library's own store code reads it), and build factory images with a host-made key.
 
 The image is a whole `nvs` partition (the one esp32.NVS opens, at the profile's nvs_offset) with
 namespace rmaker_creds laid out exactly as lib/rmclaim/store.py writes it, so the device library
@@ -8,9 +9,13 @@ claim never allows; callers must have been asked for that explicitly (`--host-ke
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +31,178 @@ HOST_KEY_NOTICE = (
     "the board and it never leaves it (rmbench claim --port ..., or self-claim on first boot). "
     "Pass --host-key to accept a host-made key for this image"
 )
+
+
+# --- the device library's layout ------------------------------------------------------------
+# What goes into rmaker_creds, and how it is read, is decided by lib/rmclaim/store.py alone (its
+# blobs plus an index blob of their lengths). Rather than restate that layout here, the host runs
+# that very module on the MicroPython Unix port over a simulated NVS (tools/boardsim's esp32.NVS,
+# which keeps the stored values in nvs.json), and converts between nvs.json and partitions.
+
+_STORE_RUN = """
+import json, sys, binascii
+from rmclaim.store import Store, KEYS
+from rmclaim.errors import StoreError
+args = json.loads(sys.stdin.read())
+def unhex(v):
+    return None if v is None else binascii.unhexlify(v)
+store = Store()
+out = {}
+%s
+print(json.dumps(out))
+"""
+
+_SAVE = """
+store.save_key(args["key"], unhex(args["random"]))
+store.save_identity(args["cert"], args["node_id"], args["mqtt_host"], args["mqtt_cred_host"])
+"""
+
+_LOAD = """
+try:
+    lens = store.lengths()
+    out["stored"] = [KEYS[i] for i in range(len(KEYS)) if lens[i]]
+    creds = store.load()
+    if creds is not None:
+        out["node_id"] = creds.node_id
+        out["mqtt_host"] = creds.mqtt_host
+        out["cert"] = creds.cert_pem
+except StoreError as e:
+    out["error"] = str(e)
+"""
+
+
+def _run_device_store(
+    code: str, args: Mapping[str, object], namespaces: Mapping[str, Mapping[str, nvs.Value]]
+) -> tuple[dict[str, Any], dict[str, dict[str, nvs.Value]]]:
+    # Runs `code` with lib/rmclaim/store.py's Store over an NVS holding `namespaces`; returns
+    # what the code put in `out` and the NVS contents afterwards.
+    from rmbench.boardsim import SIM_DIR
+    from rmbench.micropython import micropython
+
+    with tempfile.TemporaryDirectory(prefix="rmbench-nvs-") as tmp:
+        nvs_json = Path(tmp) / "nvs.json"
+        raw: dict[str, dict[str, list[object]]] = {}
+        for ns, entries in namespaces.items():
+            raw[ns] = {}
+            for key, value in entries.items():
+                if isinstance(value, bytes):
+                    raw[ns][key] = ["b", value.hex()]
+                elif isinstance(value, int):
+                    raw[ns][key] = ["i", value]
+                else:  # esp32.NVS has no string type: an NVS string reads as a missing blob
+                    continue
+        nvs_json.write_text(json.dumps(raw))
+        out = micropython().run(
+            _STORE_RUN % code,
+            stdin=json.dumps(args),
+            heap="256K",
+            path=[SIM_DIR],
+            env={"RMBENCH_BOARD_DIR": tmp, "RMBENCH_POWER_CUT": ""},
+        )
+        after: dict[str, dict[str, nvs.Value]] = {}
+        for ns, entries in json.loads(nvs_json.read_text()).items():
+            after[ns] = {
+                key: bytes.fromhex(v) if kind == "b" else int(v)
+                for key, (kind, v) in entries.items()
+            }
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result, after
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A RainMaker identity to store: what the device library keeps after a claim."""
+
+    key_pem: str  # EC P-256 private key, SEC1 PEM ("EC PRIVATE KEY"), as rmclaim stores it
+    cert: str  # the certificate text as the service sent it (device cert, then the CA)
+    node_id: str
+    mqtt_host: str | None = None
+    mqtt_cred_host: str | None = None
+    random: bytes | None = None  # 64 bytes; made with os.urandom when None
+
+
+def credentials(identity: Identity) -> dict[str, dict[str, nvs.Value]]:
+    """The NVS namespaces and blobs the device library writes for `identity` (its own code runs).
+
+    Returns:
+        {"rmaker_creds": {key: blob}}, including the store's own index blob.
+
+    Raises:
+        ValueError: the device library refused a value (its message says which).
+    """
+    import os
+
+    rnd = identity.random if identity.random is not None else os.urandom(64)
+    args = {
+        "key": identity.key_pem,
+        "cert": identity.cert,
+        "node_id": identity.node_id,
+        "mqtt_host": identity.mqtt_host,
+        "mqtt_cred_host": identity.mqtt_cred_host,
+        "random": rnd.hex(),
+    }
+    from rmbench.micropython import MicroPythonError
+
+    try:
+        _out, after = _run_device_store(_SAVE, args, {})
+    except MicroPythonError as e:
+        last = (e.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"nvs: the device library refused the identity: {last}") from e
+    return after
+
+
+@dataclass(frozen=True)
+class StoredIdentity:
+    """What an nvs partition holds of a RainMaker identity, as the device library reads it."""
+
+    readable: bool  # False: the partition did not parse, or the store reported damage
+    stored: tuple[str, ...]  # the rmaker_creds blobs the store lists
+    node_id: str | None  # set when the store counts the board as claimed
+    mqtt_host: str | None
+    cert: str | None
+    problem: str | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.node_id is not None
+
+    @property
+    def has_key(self) -> bool:
+        return "client_key" in self.stored
+
+    @classmethod
+    def unreadable(cls, problem: str) -> StoredIdentity:
+        return cls(False, (), None, None, None, problem)
+
+    def describe(self) -> str:
+        """One line for people: `claimed as NODE`, `a key but no certificate`, ..."""
+        if not self.readable:
+            return f"NVS that does not read as an identity ({self.problem})"
+        if self.claimed:
+            return f"claimed as {self.node_id}"
+        return "a key but no certificate (claim not finished)" if self.has_key else "no identity"
+
+
+def stored_identity(partition: nvs.Partition) -> StoredIdentity:
+    """The identity in a parsed partition, read by the device library's own store code."""
+    out, _after = _run_device_store(_LOAD, {}, partition.namespaces)
+    if "error" in out:
+        return StoredIdentity.unreadable(str(out["error"]))
+    return StoredIdentity(
+        readable=True,
+        stored=tuple(out.get("stored", ())),
+        node_id=out.get("node_id"),
+        mqtt_host=out.get("mqtt_host"),
+        cert=out.get("cert"),
+    )
+
+
+def read_identity(data: bytes) -> StoredIdentity:
+    """The identity in raw partition bytes (a board's flash at its nvs offset, or an image)."""
+    try:
+        return stored_identity(nvs.read_partition(data))
+    except nvs.NVSFormatError as e:
+        return StoredIdentity.unreadable(str(e))
 
 
 @dataclass(frozen=True)
@@ -67,7 +244,7 @@ def identity_from_files(
     node_id: str | None = None,
     mqtt_host: str | None = None,
     mqtt_cred_host: str | None = None,
-) -> nvs.Identity:
+) -> Identity:
     """An identity from an existing certificate and its key (e.g. esp-rainmaker-cli's node.crt
     and node.key); the node id defaults to the certificate's CN.
 
@@ -89,7 +266,7 @@ def identity_from_files(
         assist.check_certificate(text, key.public_key(), node_id)
     except BenchError as e:
         raise UsageError(f"{cert_path}: {e.reason}") from e
-    return nvs.Identity(_sec1_pem(key), text, node_id, mqtt_host, mqtt_cred_host, os.urandom(64))
+    return Identity(_sec1_pem(key), text, node_id, mqtt_host, mqtt_cred_host, os.urandom(64))
 
 
 def identity_from_service(
@@ -98,7 +275,7 @@ def identity_from_service(
     profile: BoardProfile,
     *,
     mqtt_host: str | None = None,
-) -> nvs.Identity:
+) -> Identity:
     """Claim a node for `mac` with the user's token, with a P-256 key made here, and check the
     certificate against that key before returning it.
 
@@ -114,7 +291,7 @@ def identity_from_service(
     )
     issued = assist.verify(target, csr.public_bytes(serialization.Encoding.PEM).decode())
     assist.check_certificate(issued.certificate, key.public_key(), node_id)
-    return nvs.Identity(
+    return Identity(
         _sec1_pem(key),
         issued.certificate,
         node_id,
@@ -124,7 +301,7 @@ def identity_from_service(
     )
 
 
-def build_image(identity: nvs.Identity, profile: BoardProfile) -> NVSImage:
+def build_image(identity: Identity, profile: BoardProfile) -> NVSImage:
     """The board's whole nvs partition holding `identity`, read back through the device store.
 
     Raises:
@@ -132,10 +309,10 @@ def build_image(identity: nvs.Identity, profile: BoardProfile) -> NVSImage:
         BenchError: the image did not read back as the same identity (a bug: nothing is kept).
     """
     try:
-        data = nvs.build_partition(nvs.credentials(identity), profile.nvs_size)
+        data = nvs.build_partition(credentials(identity), profile.nvs_size)
     except ValueError as e:
         raise UsageError(str(e), step="build image") from e
-    found = nvs.read_identity(data)
+    found = read_identity(data)
     if (found.node_id, found.cert, found.mqtt_host) != (
         identity.node_id,
         identity.cert,
