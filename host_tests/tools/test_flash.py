@@ -9,8 +9,9 @@ import pytest
 from rmbench import flash, nvs, nvsimage
 from rmbench.cli import main
 from rmbench.errors import FlashError, UsageError
-from rmbench.flashmock import MockBoard, app_image, combined_image, mock_board
 from rmbench.profiles import BoardProfile, get_profile
+
+from .flashmock import MockBoard, app_image, combined_image, mock_board
 
 ESP32 = get_profile("esp32")
 S3 = get_profile("esp32s3")

@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from rmbench import certs, nvs, nvsimage
 from rmbench.cli import main
-from rmbench.flashmock import app_image, combined_image, mock_board
 from rmbench.nvsimage import HOST_KEY_NOTICE
 from rmbench.profiles import get_profile
 from rmbench.service.harness import RunningService
+
+from .flashmock import app_image, combined_image, mock_board
 
 MAC = "7CDFA1E25EA0"
 

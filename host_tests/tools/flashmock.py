@@ -1,9 +1,10 @@
 """A board in its ROM bootloader, without hardware (PyPI esp32-mock-bootloader); stand-in images.
 
-For tests and benchmarks of `rmbench flash` (esp32-mock-bootloader is a dev dependency). The mock
-runs in its PTY mode: esptool then reads its replies in bulk, whereas over socket:// it
-reads one byte per call and the mock gives up on a read-flash acknowledgement after 50 ms, which
-makes small reads fail at random. Its flash (4 MiB, erased) lives as long as the process does.
+For the tests of `rmbench flash` and `rmbench nvs-image` (esp32-mock-bootloader is a dev
+dependency). The mock runs in its PTY mode: esptool then reads its replies in bulk, whereas over
+socket:// it reads one byte per call and the mock gives up on a read-flash acknowledgement after
+50 ms, which makes small reads fail at random. Its flash (4 MiB, erased) lives as long as the
+process does.
 """
 
 from __future__ import annotations
