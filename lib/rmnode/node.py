@@ -59,6 +59,13 @@ def _errno(e):
     return e.args[0] if e.args and isinstance(e.args[0], int) else 0
 
 
+def _timeouts():
+    # The errno values of a socket timeout on this port (lwIP's and Linux's differ).
+    import errno
+
+    return (errno.ETIMEDOUT, errno.EAGAIN)
+
+
 def _umqtt_version():
     # (major, minor) of the frozen umqtt.simple (its __version__, which the frozen manifest
     # adds); 1.4 when it says nothing.
@@ -72,17 +79,28 @@ class _Handshake:
     # What umqtt.simple is given as its `ssl`: it calls wrap_socket(sock, server_hostname=
     # host) once the TCP connection is up (1.4.0-1.8.0), and this records how far a connection
     # attempt got, so its failure can be told apart: before (unreachable), in the handshake
-    # (refused or untrusted certificate) or after (no CONNACK). The socket returned is the tls
-    # module's own, so everything else sees the real thing.
-    def __init__(self, ctx):
+    # (refused or untrusted certificate) or after (no CONNACK). It also gives the plain socket
+    # a timeout (1.4.0 has none), which the handshake and the CONNACK read go by, and keeps it,
+    # to give each later wait for an acknowledgement one too (umqtt.simple makes its socket
+    # blocking again after each read). The socket returned is the tls module's own.
+    def __init__(self, ctx, timeout_s):
         self.ctx = ctx
+        self.timeout_s = timeout_s
         self.phase = 0
+        self.raw = None
 
     def wrap_socket(self, sock, server_hostname=None):
         self.phase = 1
+        self.raw = sock
+        sock.settimeout(self.timeout_s)
         s = self.ctx.wrap_socket(sock, server_hostname=server_hostname)
         self.phase = 2
         return s
+
+    def arm(self):
+        # A timeout for the next blocking wait (an acknowledgement).
+        if self.raw is not None:
+            self.raw.settimeout(self.timeout_s)
 
 
 def connect_error(e, phase, node):
@@ -95,6 +113,8 @@ def connect_error(e, phase, node):
         err = NodeError("mqtt: not enough memory for the TLS session with %s: %r" % (where, e))
     elif phase == 0:
         err = Unreachable("mqtt: cannot reach %s: %r" % (where, e))
+    elif phase == 1 and isinstance(e, OSError) and _errno(e) in _timeouts():
+        err = Unreachable("mqtt: no TLS handshake with %s in time: %r" % (where, e))
     elif phase == 1 and isinstance(e, ValueError):
         err = Untrusted(
             "mqtt: the certificate of %s failed our check (mqtt_ca, host name, dates): %s"
@@ -220,6 +240,7 @@ class Node:
         self.connects = 0
         self._ctx = None
         self._c = None  # type: Any
+        self._hs = None  # type: Any
         self._poll = None  # type: Any
         self._lost = None
         self._on_params = None
@@ -313,7 +334,7 @@ class Node:
             self.led.state("connecting")
             self.led.set(True)
         t0 = time.ticks_ms()
-        hs = _Handshake(self._ctx)
+        hs = self._hs = _Handshake(self._ctx, self.timeout_s)
         c = MQTTClient(self.node_id, self.host, self.port, keepalive=self.keepalive_s, ssl=hs)
         c.set_callback(self._dispatch)
         self._c = c
@@ -361,11 +382,10 @@ class Node:
             if err is not None:
                 n += 1
                 self._close()
-                self._say(
-                    "mqtt",
-                    "error",
-                    (("class", err.cls), ("kind", err.kind), ("msg", str(err))),
-                )
+                fields = [("class", err.cls), ("kind", err.kind), ("msg", str(err))]
+                if not err.kind:
+                    del fields[1]
+                self._say("mqtt", "error", fields)
                 if self.max_rounds and n >= self.max_rounds:
                     self._say("mqtt", "fail", (("class", err.cls), ("rounds", n)))
                     if self.led is not None:
@@ -423,6 +443,8 @@ class Node:
             raise self._lost or Unreachable("mqtt: not connected")
         if c.pid >= 65535:
             c.pid = 0  # umqtt.simple never wraps: the next id would go out as 0 and never match
+        if qos:
+            self._hs.arm()
         try:
             c.publish(self.topic(suffix, rule), payload, False, qos)
         except Exception as e:
@@ -484,6 +506,7 @@ class Node:
         c = self._c
         if c.pid >= 65535:
             c.pid = 0
+        self._hs.arm()
         try:
             c.subscribe(topic, 1)
         except Exception as e:
