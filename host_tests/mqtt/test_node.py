@@ -48,7 +48,7 @@ if ARGS.get("map"):
     nvs.set_blob("user_id", ARGS["map"][0])
     nvs.set_blob("secret_key", ARGS["map"][1])
 node = rmnode.start(ARGS["cfg"], rmboot.status)
-loaded = sorted(m for m in sys.modules if m.startswith("rmclaim"))
+loaded = sorted(m for m in sys.modules if m.startswith(("rmclaim", "rmnode")))
 node.disconnect()
 out({"node_id": node_id, "loaded": loaded, "release": os.uname().release})
 """
@@ -75,8 +75,9 @@ def test_claimed_board_announces_its_config_and_its_user(
     assert mqtt.fields["node_id"] == node_id
     assert config_line.fields["topic"] == f"node/{node_id}/config"
     assert mapping_line.fields["user_id"] == user_id
-    # The claim's library is off the heap while MQTT runs (its package holds the NVS handles).
-    assert got["loaded"] == ["rmclaim", "rmclaim.errors"]
+    # The claim's library is off the heap while MQTT runs (its package holds the NVS handles),
+    # and so is what the node needed only to come online (rmnode.setup, .model, .mapping).
+    assert got["loaded"] == ["rmclaim", "rmclaim.errors", "rmnode", "rmnode.node"]
 
     (connect,) = [e for e in broker.events("connect") if e["client_id"] == node_id]
     assert connect["accepted"] and connect["cn"] == node_id and connect["keepalive"] == 120

@@ -51,55 +51,6 @@ class NotReady(NodeError):
     retryable = False
 
 
-def pem_blocks(text):
-    """Every ``-----BEGIN <label>-----`` block of ``text``: a list of (label, DER bytes)."""
-    import binascii
-
-    out = []  # type: list
-    pos = 0
-    while True:
-        i = text.find("-----BEGIN ", pos)
-        if i < 0:
-            return out
-        j = text.find("-----", i + 11)
-        label = text[i + 11 : j]
-        end = text.find("-----END " + label + "-----", j)
-        if j < 0 or end < 0:
-            raise ValueError("PEM block %s has no end line" % label)
-        out.append((label, binascii.a2b_base64(text[j + 5 : end])))
-        pos = end + 14 + len(label)
-
-
-def drop_claim_library():
-    """Drop every rmclaim module but the package and its exceptions, and collect: the claim's
-    code and data leave the heap. The package stays: it holds the NVS handles (one per
-    namespace per boot: ESP-IDF's nvs_open is never undone by MicroPython's esp32.NVS)."""
-    import gc
-    import sys
-
-    import rmclaim
-
-    for name in list(sys.modules):
-        if name.startswith("rmclaim.") and name != "rmclaim.errors":
-            del sys.modules[name]
-            attr = name[8:]
-            if attr in rmclaim.__dict__:
-                delattr(rmclaim, attr)
-    gc.collect()
-
-
-def _platform():
-    # The chip family RainMaker calls the platform (CONFIG_IDF_TARGET), from rmclaim's table.
-    import os
-
-    from rmclaim import UnsupportedChip, chip
-
-    try:
-        return chip.lookup(os.uname().machine).platform
-    except UnsupportedChip:
-        return "unknown"
-
-
 def start(cfg=None, report=None, led=None):
     """Connect this claimed board to its MQTT broker and announce it; -> the connected Node.
 
@@ -122,46 +73,12 @@ def start(cfg=None, report=None, led=None):
         NodeError: not claimed, no mqtt_ca (NotReady), or the last of ``max_attempts`` rounds
             failed (its class says why).
     """
-    import gc
+    from rmnode import setup
 
-    import rmclaim
+    try:
+        return setup.start(cfg, report, led)
+    finally:
+        import sys
 
-    if cfg is None or isinstance(cfg, str):
-        from rmclaim import config
-
-        cfg = config.as_dict(config.load(cfg))
-    if cfg.get("mqtt_ca") is None:
-        raise NotReady("mqtt: no mqtt_ca in the config: no broker can be trusted")
-    creds = rmclaim.load_credentials()
-    if creds is None:
-        raise NotReady("mqtt: this board has no stored identity; claim it first")
-    node_id = creds.node_id
-    host = cfg.get("mqtt_host") or creds.mqtt_host or DEFAULT_HOST
-    key = cert = None
-    for label, der in pem_blocks(creds.key_pem) + pem_blocks(creds.cert_pem):
-        if key is None and label.endswith("PRIVATE KEY"):
-            key = der
-        elif cert is None and label == "CERTIFICATE":
-            cert = der
-    del creds
-    platform = _platform()
-    drop_claim_library()
-    from rmnode.node import Node
-
-    node = Node(
-        node_id,
-        host,
-        cfg.get("mqtt_port", 8883),
-        cfg.get("mqtt_keepalive_s", 120),
-        report,
-        led,
-    )
-    node.backoff = (cfg.get("backoff_base_s", 2), cfg.get("backoff_cap_s", 300))
-    node.max_rounds = cfg.get("max_attempts", 0)
-    node.timeout_s = cfg.get("timeout_s", 15)
-    node.info["platform"] = platform
-    node.use_tls(cfg["mqtt_ca"], cert, key)
-    del cfg, cert, key
-    gc.collect()
-    node.online()
-    return node
+        sys.modules.pop("rmnode.setup", None)
+        globals().pop("setup", None)

@@ -7,16 +7,13 @@
 #   $aws/rules/<rule>/node/<node_id>/<suffix> instead (mqtt/esp_rmaker_mqtt.c,
 #   esp_rmaker_create_mqtt_topic), with the rules esp_node_config, esp_user_node_mapping,
 #   esp_set_params, esp_init_params; subscriptions always use the plain topics.
-# - core/esp_rmaker_node_config.c: the config is {"node_id", "config_version": "2020-03-20"
-#   (ESP_RMAKER_CONFIG_VERSION, include/esp_rmaker_core.h), "info": {"name", "fw_version",
-#   "type", "model", "project_name", "platform"}, "devices": [{"name", "type", "primary",
-#   "params": [{"name", "type", "data_type", "properties", "bounds", "valid_strs",
-#   "ui_type"}]}]}, published with QoS 1 on every MQTT connection (core/esp_rmaker_core.c,
-#   esp_rmaker_post_mqtt_connect_task) and again on esp_rmaker_report_node_details().
-# - core/esp_rmaker_user_mapping.c: once the config is reported, {"node_id", "user_id",
-#   "secret_key", "reset": true} with QoS 1; done when its PUBACK arrives
-#   (RMAKER_MQTT_EVENT_PUBLISHED for that message id).
+# - the node config (rmnode.model) goes out with QoS 1 on every MQTT connection
+#   (core/esp_rmaker_core.c, esp_rmaker_post_mqtt_connect_task) and again on
+#   esp_rmaker_report_node_details(); then the user-node mapping request, if any
+#   (rmnode.mapping).
 # - core/esp_rmaker_param.c: params/remote subscribed with QoS 1, values reported with QoS 1.
+# Parts needed now and then live in modules of their own, loaded for the occasion and dropped
+# again (a board's heap is small): rmnode.model (the config), rmnode.mapping, rmnode.fail.
 #
 # umqtt.simple (frozen, micropython-lib 1.4.0 on v1.23-v1.24 ... 1.8.0 on the v1.29 preview)
 # has traps this module steps around: packet ids never wrap (a QoS 1 publish after id 65535
@@ -35,35 +32,30 @@ try:
 except ImportError:
     pass
 
-from rmnode import NodeError, NotReady, Rejected, Unreachable, Untrusted
+from rmnode import NodeError, Unreachable
 
-CONFIG_VERSION = "2020-03-20"
-MAP_NAMESPACE = "rmclaim_map"  # what field onboarding stores: user_id, secret_key (UTF-8)
-_MAP_MAX = const(256)
-_NOT_FOUND = const(-4354)  # ESP_ERR_NVS_NOT_FOUND as esp32.NVS raises it
-_ENOMEM = const(12)
-_SSL_ALLOC_FAILED = const(-32512)  # MBEDTLS_ERR_SSL_ALLOC_FAILED (-0x7F00)
 _POLLIN = const(1)
-# A value's JSON type as RainMaker's config names it (esp_rmaker_report_data_type).
-_DATA_TYPES = (
-    (bool, "bool"),
-    (int, "int"),
-    (float, "float"),
-    (str, "string"),
-    (dict, "object"),
-    (list, "array"),
-)
 
 
-def _errno(e):
-    return e.args[0] if e.args and isinstance(e.args[0], int) else 0
+def _drop(name):
+    # Drop module rmnode.<name> (imported for an occasion) from the heap.
+    import sys
+
+    import rmnode
+
+    sys.modules.pop("rmnode." + name, None)
+    if name in rmnode.__dict__:
+        delattr(rmnode, name)
 
 
-def _timeouts():
-    # The errno values of a socket timeout on this port (lwIP's and Linux's differ).
-    import errno
+def _fail(how, *args):
+    # rmnode.fail.<how>(*args): the NodeError of a failure, its module dropped again.
+    from rmnode import fail
 
-    return (errno.ETIMEDOUT, errno.EAGAIN)
+    try:
+        return getattr(fail, how)(*args)
+    finally:
+        _drop("fail")
 
 
 def _umqtt_version():
@@ -101,107 +93,6 @@ class _Handshake:
         # A timeout for the next blocking wait (an acknowledgement).
         if self.raw is not None:
             self.raw.settimeout(self.timeout_s)
-
-
-def connect_error(e, phase, node):
-    # The NodeError for exception e of an attempt that reached `phase` (see _Handshake).
-    where = "%s:%d" % (node.host, node.port)
-    kind = type(e).__name__
-    if isinstance(e, MemoryError) or (
-        isinstance(e, OSError) and _errno(e) in (_ENOMEM, _SSL_ALLOC_FAILED)
-    ):
-        err = NodeError("mqtt: not enough memory for the TLS session with %s: %r" % (where, e))
-    elif phase == 0:
-        err = Unreachable("mqtt: cannot reach %s: %r" % (where, e))
-    elif phase == 1 and isinstance(e, OSError) and _errno(e) in _timeouts():
-        err = Unreachable("mqtt: no TLS handshake with %s in time: %r" % (where, e))
-    elif phase == 1 and isinstance(e, ValueError):
-        err = Untrusted(
-            "mqtt: the certificate of %s failed our check (mqtt_ca, host name, dates): %s"
-            % (where, e)
-        )
-    elif phase == 1:
-        err = Rejected(
-            "mqtt: %s refused our certificate in the TLS handshake (another CA, expired or "
-            "revoked?): %r" % (where, e)
-        )
-    elif kind == "IndexError":
-        # umqtt.simple indexes the empty read of a connection closed instead of a CONNACK.
-        err = Rejected(
-            "mqtt: %s closed the connection without a CONNACK: it refused client id %s "
-            "with this certificate (the id must be its CN) or the node's policy"
-            % (where, node.node_id)
-        )
-    elif kind == "MQTTException":
-        code = e.args[0] if e.args else 0
-        cls = Unreachable if code == 3 else Rejected  # 3: server unavailable
-        err = cls("mqtt: %s refused the connection: CONNACK return code %s" % (where, code))
-    else:
-        err = Unreachable("mqtt: no CONNACK from %s: %r" % (where, e))
-    err.kind = kind
-    return err
-
-
-def lost_error(e, what):
-    # The NodeError of an exception during the session (`what` was going on).
-    if isinstance(e, NodeError):
-        return e
-    err = Unreachable("mqtt: connection lost%s: %r" % (" " + what if what else "", e))
-    err.kind = type(e).__name__
-    return err
-
-
-class Device:
-    """A device of the node config (esp_rmaker_device_create): name, type, primary param, and
-    params; ``values`` holds each param's current value, which report_params() sends."""
-
-    def __init__(self, name, type=None, primary=None):
-        self.name = name
-        self.type = type
-        self.primary = primary
-        self.params = []
-        self.values = {}
-
-    def add_param(
-        self, name, value, type=None, ui_type=None, write=True, bounds=None, valid_strs=None
-    ):
-        """A param with its initial value (its JSON type makes the data type); bounds: (min,
-        max) or (min, max, step); valid_strs: the strings a string param may take."""
-        data_type = None
-        for t, n in _DATA_TYPES:
-            if data_type is None and isinstance(value, t):
-                data_type = n
-        if data_type is None:
-            raise ValueError("param %s: no RainMaker data type for %r" % (name, value))
-        self.params.append((name, type, data_type, write, ui_type, bounds, valid_strs))
-        self.values[name] = value
-        return self
-
-    def config(self):
-        out = {"name": self.name}
-        if self.type:
-            out["type"] = self.type
-        if self.primary:
-            out["primary"] = self.primary
-        params = []
-        for name, type, data_type, write, ui_type, bounds, valid_strs in self.params:
-            p = {"name": name, "data_type": data_type}
-            if type:
-                p["type"] = type
-            p["properties"] = ["read", "write"] if write else ["read"]
-            if bounds:
-                b = {"min": bounds[0], "max": bounds[1]}
-                if len(bounds) > 2 and bounds[2]:
-                    b["step"] = bounds[2]
-                p["bounds"] = b
-            if valid_strs:
-                p["valid_strs"] = list(valid_strs)
-            if ui_type:
-                p["ui_type"] = ui_type
-            params.append(p)
-        if params:
-            out["params"] = params
-        return out
 
 
 class Node:
@@ -252,19 +143,23 @@ class Node:
     # --- model --------------------------------------------------------------------------------
 
     def add_device(self, name, type=None, primary=None):
-        """A new Device in the node config (report_config() sends the config again)."""
-        d = Device(name, type, primary)
+        """A new rmnode.model.Device in the node config (report_config() sends the config
+        again)."""
+        from rmnode import model  # kept loaded from now on
+
+        d = model.Device(name, type, primary)
         self.devices.append(d)
         return d
 
     def config(self):
         """The node config as JSON text."""
-        import json
+        from rmnode import model
 
-        obj = {"node_id": self.node_id, "config_version": CONFIG_VERSION, "info": self.info}
-        if self.devices:
-            obj["devices"] = [d.config() for d in self.devices]
-        return json.dumps(obj)
+        try:
+            return model.config_json(self)
+        finally:
+            if not self.devices:
+                _drop("model")
 
     def topic(self, suffix, rule=None):
         if rule and self.basic_ingest:
@@ -283,30 +178,8 @@ class Node:
 
     # --- connection ---------------------------------------------------------------------------
 
-    def use_tls(self, ca_pem, cert_der, key_der):
-        """The TLS context: TLS client, the broker's certificate required and checked against
-        the CA(s) in ca_pem alone (host name included: umqtt.simple passes server_hostname),
-        presenting the node's certificate and key (DER: some builds of tls parse no PEM)."""
-        import tls
-
-        from rmnode import pem_blocks
-
-        if not cert_der or not key_der:
-            raise NotReady("mqtt: the stored identity has no certificate or key")
-        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
-        try:
-            cas = [der for label, der in pem_blocks(ca_pem) if label == "CERTIFICATE"]
-            if not cas:
-                raise ValueError("no certificate")
-            for der in cas:
-                ctx.load_verify_locations(der)
-        except ValueError as e:
-            raise NotReady("mqtt: mqtt_ca refused: %s" % e) from e
-        try:
-            ctx.load_cert_chain(cert_der, key_der)
-        except ValueError as e:
-            raise NotReady("mqtt: the stored key and certificate are refused: %s" % e) from e
+    def use_tls(self, ctx):
+        """The tls.SSLContext the sessions use (rmnode.setup.context makes it)."""
         self._ctx = ctx
 
     def _close(self):
@@ -344,7 +217,7 @@ class Node:
             else:
                 c.connect()
         except Exception as e:  # what umqtt.simple, socket and tls raise (never Ctrl-C)
-            raise connect_error(e, hs.phase, self) from e
+            raise _fail("connect_error", e, hs.phase, self) from e
         self._last_tx = self._last_rx = time.ticks_ms()
         self._pinging = False
         self.connects += 1
@@ -366,7 +239,12 @@ class Node:
         self._poll = select.poll()
         self._poll.register(c.sock, _POLLIN)
         self.report_config()
-        self._map()
+        from rmnode import mapping
+
+        try:
+            mapping.announce(self)
+        finally:
+            _drop("mapping")
         if self._on_params is not None:
             self._subscribe(self._remote)
 
@@ -396,7 +274,7 @@ class Node:
                 self._session()
                 return
             except Exception as e:  # NodeError, or what a refused SUBSCRIBE raises
-                err = lost_error(e, "announcing the node")
+                err = _fail("lost_error", e, "announcing the node")
 
     def _wait(self, n, err):
         # The one retry policy (rmclaim.backoff), loaded for the call and dropped again.
@@ -448,7 +326,7 @@ class Node:
         try:
             c.publish(self.topic(suffix, rule), payload, False, qos)
         except Exception as e:
-            self._lost = lost_error(e, "publishing to %s" % suffix)
+            self._lost = _fail("lost_error", e, "publishing to %s" % suffix)
             raise self._lost from e
         self._last_tx = time.ticks_ms()
         if qos:
@@ -510,7 +388,7 @@ class Node:
         try:
             c.subscribe(topic, 1)
         except Exception as e:
-            self._lost = lost_error(e, "subscribing to %s" % topic.decode())
+            self._lost = _fail("lost_error", e, "subscribing to %s" % topic.decode())
             raise self._lost from e
         self._last_tx = self._last_rx = time.ticks_ms()
 
@@ -527,62 +405,6 @@ class Node:
             self._say(
                 "params", "error", (("class", "device"), ("msg", "%s: %s" % (type(e).__name__, e)))
             )
-
-    # --- user mapping -------------------------------------------------------------------------
-
-    def _map(self):
-        # The user-node mapping request, when field onboarding left a user id and secret key
-        # in NVS: published (QoS 1), then erased once the broker acknowledged it. A power cut
-        # before the erase sends it again on the next boot (the cloud maps a node once).
-        import rmclaim
-
-        try:
-            nvs = rmclaim.nvs(MAP_NAMESPACE)
-        except (ImportError, OSError):
-            return  # no NVS (not a board): nothing stored
-        got = []  # type: list
-        for key in ("user_id", "secret_key"):
-            buf = bytearray(_MAP_MAX)
-            try:
-                n = nvs.get_blob(key, buf)
-                got.append(str(buf[:n], "utf-8"))
-            except OSError as e:
-                if _errno(e) != _NOT_FOUND:
-                    fields = (("class", "device"), ("msg", "reading %s: %s" % (key, e)))
-                    self._say("mapping", "error", fields)
-                    return
-                got.append(None)
-            except UnicodeError:
-                self._say(
-                    "mapping", "error", (("class", "device"), ("msg", key + " is not UTF-8"))
-                )
-                return
-        user_id, secret = got
-        if user_id is None and secret is None:
-            return
-        if user_id is None or secret is None:
-            # Half a request (a power cut between the two erases after an acknowledgement):
-            # useless alone, so cleaned up.
-            self._erase(nvs)
-            self._say("mapping", "skip", (("reason", "incomplete"),))
-            return
-        import json
-
-        t0 = time.ticks_ms()
-        msg = {"node_id": self.node_id, "user_id": user_id, "secret_key": secret, "reset": True}
-        self.publish("user/mapping", json.dumps(msg), 1, "esp_user_node_mapping")
-        self._erase(nvs)
-        self._say(
-            "mapping", "ok", (("ms", time.ticks_diff(time.ticks_ms(), t0)), ("user_id", user_id))
-        )
-
-    def _erase(self, nvs):
-        for key in ("secret_key", "user_id"):
-            try:
-                nvs.erase_key(key)
-            except OSError as e:
-                if _errno(e) != _NOT_FOUND:
-                    raise
 
     # --- keeping it up ------------------------------------------------------------------------
 
@@ -630,7 +452,7 @@ class Node:
                 if self._poll.poll(left if left < due else due):
                     self._last_rx = time.ticks_ms()
             except Exception as e:  # the connection failed (not Ctrl-C)
-                self._lost = lost_error(e, "")
+                self._lost = _fail("lost_error", e, "")
 
     def run(self):
         """Serve the connection forever (see poll())."""
