@@ -85,6 +85,20 @@ class _Handshake:
         self.phase = 1
         self.raw = sock
         sock.settimeout(self.timeout_s)
+        # No Nagle: umqtt.simple writes a packet in pieces (header, topic length, topic,
+        # packet id, payload: a TLS record each), and with Nagle on every piece after the first
+        # waits for the broker's delayed ACK (tens of ms a message). MicroPython's esp32 socket
+        # takes TCP_NODELAY (ports/esp32/modsocket.c, v1.23.0-v1.28.0: setsockopt case
+        # TCP_NODELAY, constants IPPROTO_TCP and TCP_NODELAY); lwIP and Linux both number them
+        # 6 and 1, for a socket module without the names.
+        import socket
+
+        try:
+            sock.setsockopt(
+                getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1
+            )
+        except (OSError, AttributeError):
+            pass
         s = self.ctx.wrap_socket(sock, server_hostname=server_hostname)
         self.phase = 2
         return s
