@@ -392,10 +392,12 @@ def online():
     if cfg["mqtt_ca"] is None:
         status("mqtt", "skip", (("reason", "no-mqtt_ca"),))
         return rmclaim.load_credentials()
+    led = LED(cfg["status_led"])
+    cfg = None  # rmnode reads the file again and keeps only what it needs
     import rmnode
 
     try:
-        return rmnode.start(cfg, status, LED(cfg["status_led"]))
+        return rmnode.start(_CONFIG, status, led)
     except rmnode.NotReady as e:  # nothing to connect with
         status("mqtt", "error", (("class", e.cls), ("msg", str(e))))
     except rmnode.NodeError:

@@ -63,7 +63,8 @@ def start(cfg=None, report=None, led=None):
     request, erased once the broker acknowledged it.
 
     Args:
-        cfg: the config as a dict (rmclaim.config keys), or None to read /rmclaim.json.
+        cfg: the config: a path (None: /rmclaim.json), read here and dropped once its values
+            are out, or a dict (rmclaim.config keys).
         report: None, or ``report(step, outcome, fields)`` for status lines (steps mqtt,
             nodeconfig, mapping, backoff, params; fields a tuple of (key, value)).
         led: None, or the firmware's status LED (``state(name)``, ``set(on)``,
@@ -73,12 +74,17 @@ def start(cfg=None, report=None, led=None):
         NodeError: not claimed, no mqtt_ca (NotReady), or the last of ``max_attempts`` rounds
             failed (its class says why).
     """
+    import gc
+    import sys
+
     from rmnode import setup
 
     try:
-        return setup.start(cfg, report, led)
+        node = setup.prepare(cfg, report, led)
     finally:
-        import sys
-
         sys.modules.pop("rmnode.setup", None)
         globals().pop("setup", None)
+    del setup
+    gc.collect()  # the setup's code and the identity's text leave before the session opens
+    node.online()
+    return node

@@ -85,23 +85,35 @@ def context(ca_pem, cert_der, key_der):
     return ctx
 
 
-def start(cfg=None, report=None, led=None):
-    # See rmnode.start.
-    import gc
-
+def prepare(cfg=None, report=None, led=None):
+    # The Node of this board, not connected yet, with its TLS context (see rmnode.start). The
+    # claim's library leaves the heap first, and what is read here (the config, the stored
+    # identity) is dropped as soon as its few values are out.
     import rmclaim
 
+    drop_claim_library()  # whatever the claim left loaded
     if cfg is None or isinstance(cfg, str):
         from rmclaim import config
 
         cfg = config.as_dict(config.load(cfg))
-    if cfg.get("mqtt_ca") is None:
+        drop_claim_library()
+    ca_pem = cfg.get("mqtt_ca")
+    if ca_pem is None:
         raise NotReady("mqtt: no mqtt_ca in the config: no broker can be trusted")
+    settings = (
+        cfg.get("mqtt_port", 8883),
+        cfg.get("mqtt_keepalive_s", 120),
+        (cfg.get("backoff_base_s", 2), cfg.get("backoff_cap_s", 300)),
+        cfg.get("max_attempts", 0),
+        cfg.get("timeout_s", 15),
+    )
+    host = cfg.get("mqtt_host")
+    del cfg
     creds = rmclaim.load_credentials()
     if creds is None:
         raise NotReady("mqtt: this board has no stored identity; claim it first")
     node_id = creds.node_id
-    host = cfg.get("mqtt_host") or creds.mqtt_host or DEFAULT_HOST
+    host = host or creds.mqtt_host or DEFAULT_HOST
     key = cert = None
     for label, der in pem_blocks(creds.key_pem) + pem_blocks(creds.cert_pem):
         if key is None and label.endswith("PRIVATE KEY"):
@@ -111,22 +123,12 @@ def start(cfg=None, report=None, led=None):
     del creds
     platform = _platform()
     drop_claim_library()
+    ctx = context(ca_pem, cert, key)
+    del ca_pem, cert, key
     from rmnode.node import Node
 
-    node = Node(
-        node_id,
-        host,
-        cfg.get("mqtt_port", 8883),
-        cfg.get("mqtt_keepalive_s", 120),
-        report,
-        led,
-    )
-    node.backoff = (cfg.get("backoff_base_s", 2), cfg.get("backoff_cap_s", 300))
-    node.max_rounds = cfg.get("max_attempts", 0)
-    node.timeout_s = cfg.get("timeout_s", 15)
+    node = Node(node_id, host, settings[0], settings[1], report, led)
+    node.backoff, node.max_rounds, node.timeout_s = settings[2:]
     node.info["platform"] = platform
-    node.use_tls(context(cfg["mqtt_ca"], cert, key))
-    del cfg, cert, key
-    gc.collect()
-    node.online()
+    node.use_tls(ctx)
     return node
