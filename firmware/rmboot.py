@@ -221,6 +221,7 @@ def load_config():
         raise Failure("config", "config", str(e), retryable=False) from e
     finally:
         _unload("config")
+    settings["mqtt_ca"] = None  # online() reads it again: not held through the claim (~1.2 KB)
     mode = settings["mode"]
     if mode == "auto" and settings["access_token"] is not None:
         mode = "auto+token"
