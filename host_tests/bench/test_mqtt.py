@@ -189,6 +189,8 @@ def test_power_cut_before_the_acknowledgement_is_recorded(
         assert bench.service.user_nodes(token) == [node_id]
         assert _mapping_status(bench, token, request_id) == "confirmed"
     finally:
+        if board.state().state == "off":  # a failure above left it cut off
+            board.power_cycle()
         board.fs_remove("/app.py")
 
 
