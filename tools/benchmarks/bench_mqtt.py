@@ -5,8 +5,10 @@
   Each step's time is the board's own figure in its status line (config, wifi, time, mqtt:
   connection and TLS handshake up to the CONNACK, nodeconfig: the config's publish and its
   PUBACK; claim: reading the stored identity, the claimed line's ms less the steps before
-  it; setup: from the claimed line to the mqtt line less mqtt's own ms, host clock: the config
-  read again, the LED, the stored identity as DER, the TLS context); "boot" is the rest
+  it; flashes: the claimed LED pattern the firmware shows before its claimed line, 800 ms by
+  design, host clock; setup: from the claimed line to the mqtt line less mqtt's own ms, host
+  clock: the config read again, the LED, the stored identity as DER, the TLS context); "boot"
+  is the rest
   (interpreter start, boot.py, imports, the serial link). Medians over the runs, shares of
   the median total.
 - Messages per second one board publishes (MicroPython Unix port, a simulated ESP32-S3):
@@ -49,7 +51,7 @@ RUNS = 5
 MESSAGES = 200
 FLEET = 8
 REPEAT = 3
-STEPS = ("config", "wifi", "time", "claim", "setup", "mqtt", "nodeconfig")
+STEPS = ("config", "wifi", "time", "claim", "flashes", "setup", "mqtt", "nodeconfig")
 
 CLAIM = """
 import rmclaim
@@ -147,6 +149,9 @@ def _one_boot(board: VirtualBoard) -> tuple[float, dict[str, int]]:
     if missing:
         raise RuntimeError(f"boot without steps {missing}: {[s.line for s in lines]}")
     ms["claim"] = max(0, ms.pop("claimed") - ms["config"] - ms["wifi"] - ms["time"])
+    # The claimed pattern (three green flashes, 800 ms) comes before the claimed line on every
+    # boot: from the time line to the claimed line, less the claim's own ms, host clock.
+    ms["flashes"] = max(0, round((seen["claimed"] - seen["time"]) * 1000) - ms["claim"])
     # From the claimed line to the mqtt line, less the connection itself: the MQTT step's
     # preparation (config read again, LED, stored identity to DER, TLS context), host clock.
     between = (seen["mqtt"] - seen["claimed"]) * 1000
