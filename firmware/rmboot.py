@@ -1,4 +1,4 @@
-"""The boot sequence main.py runs: Wi-Fi from /rmclaim.json, clock, claim, then app.py."""
+"""The boot sequence main.py runs: Wi-Fi from /rmclaim.json, clock, claim, MQTT, then app.py."""
 
 # Deployed compiled (/lib/rmboot.mpy): main.py stays a few lines, so booting does not compile
 # this on the board's heap.
@@ -7,8 +7,9 @@
 #   rmclaim: step=<step> <outcome> key=value ...
 # outcome is ok, error, wait (backoff), skip or run; values holding spaces are "quoted". Steps:
 # config, wifi, time, the claim library's (identity, efuse, key, csr, initiate, hmac, verify,
-# check, store), backoff, claimed (the last line: node_id, stored, attempts, ms since boot),
-# app. An error line names its class, the one the status LED shows.
+# check, store), backoff, claimed (the last line of the claim: node_id, stored, attempts, ms
+# since boot), then online()'s mqtt, nodeconfig, mapping (and backoff), then app. An error line
+# names its class, the one the status LED shows.
 #
 # Status LED: the config's status_led ("rgb:PIN" an addressable WS2812 driven with the frozen
 # neopixel module, "gpio:PIN" a plain LED, "none"), else the chip's DevKit LED (rmclaim.chip's
@@ -220,6 +221,7 @@ def load_config():
         raise Failure("config", "config", str(e), retryable=False) from e
     finally:
         _unload("config")
+    settings["mqtt_ca"] = None  # online() reads it again: not held through the claim (~1.2 KB)
     mode = settings["mode"]
     if mode == "auto" and settings["access_token"] is not None:
         mode = "auto+token"
@@ -370,18 +372,62 @@ def backoff_s(cfg, round_no, failure):
         _unload("backoff")
 
 
-def run_app(creds):
+def online():
+    # The step after the claim: the node's MQTT connection (rmnode), when the config names the
+    # broker's CA (mqtt_ca). The claim's library leaves the heap first (rmnode drops it), and
+    # its TLS session is closed by then: a board has no RAM for two. Status lines: mqtt ok
+    # (connected), nodeconfig ok (the node config acknowledged), mapping ok (the user-node
+    # mapping request acknowledged, when field onboarding stored one); an error line, then a
+    # backoff line, per failed round; "mqtt skip" without mqtt_ca. -> the connected rmnode.Node,
+    # the stored credentials when MQTT is off, or None when max_attempts rounds failed.
+    import rmclaim
+    from rmclaim import ConfigError, config
+
+    try:
+        cfg = config.as_dict(config.load(_CONFIG))  # read again: the claim did not need it
+    except ConfigError as e:
+        status("mqtt", "error", (("class", "config"), ("msg", str(e))))
+        return None
+    finally:
+        _unload("config")
+    if cfg["mqtt_ca"] is None:
+        status("mqtt", "skip", (("reason", "no-mqtt_ca"),))
+        return rmclaim.load_credentials()
+    led = LED(cfg["status_led"])
+    cfg = None  # rmnode reads the file again and keeps only what it needs
+    import rmnode
+
+    try:
+        return rmnode.start(_CONFIG, status, led)
+    except rmnode.NotReady as e:  # nothing to connect with
+        status("mqtt", "error", (("class", e.cls), ("msg", str(e))))
+    except rmnode.NodeError:
+        pass  # max_attempts rounds failed: rmnode said so ("mqtt fail")
+    except rmclaim.ClaimError as e:  # the stored identity could not be read
+        status("mqtt", "error", (("class", "device"), ("msg", str(e))))
+    return None
+
+
+def run_app(node):
+    # app.py's main(node): the connected rmnode.Node (or, without MQTT, the stored
+    # credentials); then, for a Node, its connection is kept for good (keep-alive, params).
+    if node is None:
+        return
     import os
 
     try:
         os.stat("/app.py")
+        found = True
     except OSError:
-        return
-    status("app", "run")
-    import app  # type: ignore[import-not-found]  # the user's, on the board only
+        found = False
+    if found:
+        status("app", "run")
+        import app  # type: ignore[import-not-found]  # the user's, on the board only
 
-    if hasattr(app, "main"):
-        app.main(creds)
+        if hasattr(app, "main"):
+            app.main(node)
+    if hasattr(node, "run"):
+        node.run()
 
 
 def main():

@@ -1,4 +1,5 @@
-"""`make demo` (rmbench demo): the first-boot story, and nothing left running afterwards."""
+"""`make demo` (rmbench demo): the first-boot story (claim, MQTT, the user's mapping), and nothing
+left running afterwards."""
 
 from __future__ import annotations
 
@@ -37,7 +38,14 @@ def test_demo_claims_once_and_stops_everything(tmp_path: Path, profile: str, way
     assert re.search(r"^  time taken +\d+\.\d\d s from reset to stored credentials$", out, re.M)
     assert "board> rmclaim: step=verify ok" in out
     reboot = re.search(r"^  reboot +identity read from NVS, no claim: (.*)$", out, re.MULTILINE)
-    assert reboot and reboot.group(1) == "config wifi time claimed"
+    assert reboot and reboot.group(1) == "config wifi time claimed mqtt nodeconfig"
+    # Then MQTT with that certificate, and the user's mapping confirmed by the board's request.
+    assert re.search(
+        rf"^  mqtt +connected to mqtts://localhost:\d+ as {node_id.group(1)} with that", out, re.M
+    )
+    assert "board> rmclaim: step=mapping ok" in out
+    mapping = re.search(r"^  mapping +user (\S+): confirmed; the user's nodes: (\S+)$", out, re.M)
+    assert mapping and mapping.group(2) == node_id.group(1), out
     if profile == "esp32s3":
         assert node_id.group(1) == summary.group(1)  # self-claim: the node id is the MAC
     assert processes_under(tmp_path) == []

@@ -10,7 +10,10 @@ DEFAULT_SERVICE_URL = "https://esp-claiming.rainmaker.espressif.com"
 # the CA that signs device certificates; without it the CA in the verify reply is used), and
 # what the firmware (firmware/rmboot.py) reads from the same file: wifi_ssid, wifi_password,
 # wifi_timeout_s (how long one join may take before the board says why it failed) and
-# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED).
+# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED); and what the
+# MQTT step after the claim (lib/rmnode) reads: mqtt_ca (PEM of the CA that signs the broker's
+# certificate; without it the board opens no MQTT connection), mqtt_host (instead of the one
+# the claim stored), mqtt_port, mqtt_keepalive_s.
 _KEYS = (
     ("service_url", "str", DEFAULT_SERVICE_URL),
     ("ca", "str", None),
@@ -27,6 +30,10 @@ _KEYS = (
     ("wifi_password", "str", None),
     ("wifi_timeout_s", "num", 15),
     ("status_led", "str", None),
+    ("mqtt_ca", "str", None),
+    ("mqtt_host", "str", None),
+    ("mqtt_port", "int", 8883),
+    ("mqtt_keepalive_s", "int", 120),
 )
 _MODES = ("self", "token", "auto")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
@@ -51,6 +58,10 @@ class Config:
     wifi_password = None
     wifi_timeout_s = 15
     status_led = None
+    mqtt_ca = None
+    mqtt_host = None
+    mqtt_port = 8883
+    mqtt_keepalive_s = 120
 
 
 def as_dict(cfg):
@@ -150,7 +161,7 @@ def _check_values(where, v):
             "%s: ca is required: the PEM text of the CA that signs the service's TLS certificate"
             % where
         )
-    for key in ("ca", "claim_ca"):
+    for key in ("ca", "claim_ca", "mqtt_ca"):
         if v[key] is not None and _PEM_CERT not in v[key]:
             raise ConfigError("%s: %s must be PEM text with a %s line" % (where, key, _PEM_CERT))
     if v["mode"] not in _MODES:
@@ -173,6 +184,13 @@ def _check_values(where, v):
                 "%s: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got %r"
                 % (where, led)
             )
+    # MQTT 3.1.1 carries both in 16 bits; a keep-alive of 0 (none) would leave a dead link
+    # unnoticed (AWS IoT takes 30 to 1200 s).
+    for key in ("mqtt_port", "mqtt_keepalive_s"):
+        if not 0 < v[key] < 65536:
+            raise ConfigError("%s: %s must be 1 to 65535, got %r" % (where, key, v[key]))
+    if v["mqtt_host"] is not None and (not v["mqtt_host"] or "/" in v["mqtt_host"]):
+        raise ConfigError("%s: mqtt_host must be a host name, got %r" % (where, v["mqtt_host"]))
     for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s"):
         if not v[key] > 0:
             raise ConfigError("%s: %s must be more than 0, got %r" % (where, key, v[key]))

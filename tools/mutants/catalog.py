@@ -462,4 +462,80 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         ("host_tests/service/test_mapping.py", "-k", "reset_decides"),
     ),
+    # --- the node online (MQTT, user mapping) ----------------------------------------------------
+    Mutation(
+        "mqtt-hostname-check",
+        "the MQTT handshake without the broker's host name (MicroPython's tls then refuses "
+        "CERT_REQUIRED outright: no session at all)",
+        (
+            Edit(
+                "lib/rmnode/node.py",
+                "s = self.ctx.wrap_socket(sock, server_hostname=server_hostname)",
+                "s = self.ctx.wrap_socket(sock)",
+            ),
+        ),
+        ("host_tests/mqtt/test_node.py", "-k", "announces"),
+    ),
+    Mutation(
+        "mqtt-no-ping",
+        "no keep-alive pings: the broker drops a quiet node after 1.5 keep-alive periods",
+        (Edit("lib/rmnode/node.py", "                        c.ping()\n", ""),),
+        ("host_tests/mqtt/test_node.py", "-k", "keepalive"),
+    ),
+    Mutation(
+        "mqtt-old-socket-kept",
+        "a reconnect leaves the last session's TLS socket open (as umqtt.simple before 1.8.0)",
+        (
+            Edit(
+                "lib/rmnode/node.py",
+                "            try:\n"
+                "                c.sock.close()\n"
+                "            except OSError:\n"
+                "                pass\n"
+                "            c.sock = None\n",
+                "            pass\n",
+            ),
+        ),
+        ("host_tests/mqtt/test_node.py", "-k", "closed_before"),
+    ),
+    Mutation(
+        "mqtt-claim-library-kept",
+        "the claim's modules stay on the heap while MQTT runs",
+        (
+            Edit(
+                "lib/rmnode/setup.py",
+                '        if name.startswith("rmclaim.") and name != "rmclaim.errors":',
+                "        if False:",
+            ),
+        ),
+        ("host_tests/mqtt/test_node.py", "-k", "announces"),
+    ),
+    Mutation(
+        "mapping-erased-before-ack",
+        "the user id and secret key are erased before the broker acknowledged the request: a "
+        "power cut then loses it",
+        (
+            Edit(
+                "lib/rmnode/mapping.py",
+                '    node.publish("user/mapping", json.dumps(msg), 1, "esp_user_node_mapping")\n'
+                "    _erase(nvs)\n",
+                "    _erase(nvs)\n"
+                '    node.publish("user/mapping", json.dumps(msg), 1, "esp_user_node_mapping")\n',
+            ),
+        ),
+        ("host_tests/bench/test_mqtt.py", "-k", "power_cut"),
+    ),
+    Mutation(
+        "broker-mapping-not-handed-over",
+        "the broker keeps a node's mapping request from the service: the user's mapping never "
+        "gets confirmed",
+        (
+            Edit(
+                "tools/rmbench/broker/gate.py",
+                "                self._hand_over(conn, node_id, pub.payload)\n",
+                "                pass\n",
+            ),
+        ),
+        ("host_tests/service/test_rainmaker_cli_node.py",),
+    ),
 )

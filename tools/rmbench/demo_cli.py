@@ -51,6 +51,13 @@ def do_demo(args: argparse.Namespace) -> int:
         raise BenchError(
             "the second boot claimed again: " + " ".join(r.second_boot_steps), step="reboot"
         )
+    print(f"  mqtt         connected to {r.mqtt_url} as {r.node_id} with that certificate;")
+    print(f"               node config published ({r.config_bytes} bytes)")
+    nodes = ", ".join(r.user_nodes) or "none"
+    print(f"  mapping      user {r.user_id}: {r.mapping_status}; the user's nodes: {nodes}")
+    if "mapping" in r.second_boot_steps or r.mapping_requests != 1:
+        raise BenchError(f"the mapping request went out {r.mapping_requests} times", step="reboot")
     print("  reboot       identity read from NVS, no claim: " + " ".join(r.second_boot_steps))
+    print("               (the mapping request, acknowledged on the first boot, not sent again)")
     print(f"everything the demo started is stopped; logs in {args.workdir}")
     return 0

@@ -55,6 +55,15 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="the status LED: rgb:PIN (WS2812), gpio:PIN, none, or a board revision of the "
         "profile such as devkitc-1-v1.1 (default: the board's DevKit LED)",
     )
+    g.add_argument(
+        "--mqtt-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM of the CA of the MQTT broker's certificate (AmazonRootCA1.pem for RainMaker's "
+        "AWS IoT broker); without it the board opens no MQTT connection",
+    )
+    g.add_argument("--mqtt-host", help="MQTT broker host (default: the one the claim stored)")
+    g.add_argument("--mqtt-port", type=int, metavar="N", help="MQTT broker port (default 8883)")
 
 
 def config_from_args(args: argparse.Namespace) -> ClaimConfig:
@@ -87,6 +96,9 @@ def config_from_args(args: argparse.Namespace) -> ClaimConfig:
         "status_led": None
         if args.status_led is None
         else led_spec(get_profile(args.board), args.status_led),
+        "mqtt_ca": _text(args.mqtt_ca, "--mqtt-ca"),
+        "mqtt_host": args.mqtt_host,
+        "mqtt_port": args.mqtt_port,
     }
     base.update({k: v for k, v in given.items() if v is not None})
     if "service_url" not in base:

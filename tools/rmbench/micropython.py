@@ -262,8 +262,10 @@ def compile_package(source: Path, target: Path) -> Path:
 
 
 def compile_library(target: Path) -> Path:
-    """lib/rmclaim as deployed (.mpy files and the P-256 table) in target/rmclaim/; returns
-    `target`, to put first on MicroPython's path (at a 64 KB heap the library must come this
-    way: compiling its source on the device needs more heap)."""
+    """lib/rmclaim as deployed (.mpy files and the P-256 table) in target/rmclaim/, and
+    lib/rmnode in target/rmnode/; returns `target`, to put first on MicroPython's path (at a
+    64 KB heap the library must come this way: compiling its source on the device needs more
+    heap)."""
     compile_package(LIB_DIR / "rmclaim", target / "rmclaim")
+    compile_package(LIB_DIR / "rmnode", target / "rmnode")
     return target

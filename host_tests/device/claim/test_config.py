@@ -48,6 +48,10 @@ def test_defaults(interp: Interpreter) -> None:
         "wifi_password": None,
         "wifi_timeout_s": 15,
         "status_led": None,
+        "mqtt_ca": None,
+        "mqtt_host": None,
+        "mqtt_port": 8883,
+        "mqtt_keepalive_s": 120,
     }
 
 
@@ -67,6 +71,10 @@ def test_every_key_set(interp: Interpreter) -> None:
         "wifi_password": "pw",
         "wifi_timeout_s": 30,
         "status_led": "rgb:38",
+        "mqtt_ca": CA,
+        "mqtt_host": "a1b2c3-ats.iot.us-east-1.amazonaws.com",
+        "mqtt_port": 443,
+        "mqtt_keepalive_s": 30,
     }
     [res] = load_all(interp, [full])
     assert res["ok"] == full
@@ -78,7 +86,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"colour": "red"},
         "config: unknown key 'colour'; known keys: service_url, ca, claim_ca, "
         "mode, access_token, allow_insecure_http, max_attempts, backoff_base_s, backoff_cap_s, "
-        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led",
+        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led, mqtt_ca, "
+        "mqtt_host, mqtt_port, mqtt_keepalive_s",
     ),
     ({"service_url": 5}, "config: service_url must be a string, got 5"),
     ({"ca": ["x"]}, "config: ca must be a string, got ['x']"),
@@ -126,6 +135,12 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"claim_ca": "x"},
         "config: claim_ca must be PEM text with a -----BEGIN CERTIFICATE----- line",
     ),
+    ({"mqtt_ca": "x"}, "config: mqtt_ca must be PEM text with a -----BEGIN CERTIFICATE----- line"),
+    ({"mqtt_port": 0}, "config: mqtt_port must be 1 to 65535, got 0"),
+    ({"mqtt_port": 8883.0}, "config: mqtt_port must be an integer, got 8883.0"),
+    ({"mqtt_keepalive_s": 65536}, "config: mqtt_keepalive_s must be 1 to 65535, got 65536"),
+    ({"mqtt_host": ""}, "config: mqtt_host must be a host name, got ''"),
+    ({"mqtt_host": "mqtts://x/"}, "config: mqtt_host must be a host name, got 'mqtts://x/'"),
     ({"service_url": "ftp://x"}, "config: service_url must start with https://, got 'ftp://x'"),
     ({"service_url": "https:///claim"}, "config: service_url 'https:///claim' has no host"),
     (

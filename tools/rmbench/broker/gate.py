@@ -20,6 +20,11 @@ harsher case for a board). A QoS 2 PUBLISH or SUBSCRIBE gets no acknowledgement 
 retained PUBLISH needs a permission (iot:RetainPublish) we assume a node's policy lacks: the
 connection is closed, the harsher of the two behaviours AWS has documented over time. A newer
 connection with a client id closes the older one.
+
+A node's user-node mapping request (node/<id>/user/mapping, or its Basic Ingest topic) that the
+gate lets through is also handed to `mapping_sink` (the broker process gives the claiming
+service's rmbench.service.accounts.node_mapping_message), as RainMaker's cloud takes it from
+the broker, and what came of it is recorded as a "mapping" event.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import itertools
 import json
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -89,6 +95,10 @@ class Gate:
     log: EventLog
     bench_password: str
     max_packet: int = MAX_PACKET
+    # (node id, payload) -> a JSON-able outcome; run in a worker thread for each mapping request
+    # a node publishes. Its exceptions are recorded ("error"), never raised.
+    mapping_sink: Callable[[str, bytes], dict[str, Any]] | None = None
+    _handovers: set[asyncio.Task[None]] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _open: dict[asyncio.StreamWriter, asyncio.Task[Any]] = field(default_factory=dict)
     # The connection relaying each client id, and an event set when its relay has ended.
@@ -173,6 +183,8 @@ class Gate:
             writer.transport.abort()
         if tasks:
             await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        if self._handovers:  # mapping requests already taken are handed over still
+            await asyncio.wait(list(self._handovers), timeout=CLOSE_TIMEOUT)
 
     def _track(self, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -302,6 +314,8 @@ class Gate:
                 return _Verdict.REFUSED, refusal
             if pub.qos == 2:
                 return _Verdict.ANSWERED, "QoS 2 is not supported"  # no PUBACK, as AWS IoT
+            if node_id and self.mapping_sink and mqtt.is_user_mapping(node_id, pub.topic):
+                self._hand_over(conn, node_id, pub.payload)
             if rule is not None:
                 # Basic Ingest: the rules engine takes the message, no subscriber sees it.
                 if pub.qos == 1 and pub.packet_id is not None:
@@ -331,6 +345,22 @@ class Gate:
         if packet.type == mqtt.CONNECT:
             return _Verdict.REFUSED, "a second CONNECT"  # a protocol violation (3.1.0-2)
         return _Verdict.FORWARD, ""
+
+    def _hand_over(self, conn: int, node_id: str, payload: bytes) -> None:
+        # The mapping request to the service, off the event loop (SQLite), recorded when done.
+        sink = self.mapping_sink
+        assert sink is not None
+
+        async def run() -> None:
+            try:
+                outcome = await asyncio.to_thread(sink, node_id, payload)
+            except Exception as e:  # the service refused it (malformed, unknown node): noted
+                outcome = {"error": f"{type(e).__name__}: {e}"}
+            self.log.write("mapping", conn=conn, client_id=node_id, **outcome)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         self._open.pop(writer, None)

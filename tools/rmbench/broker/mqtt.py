@@ -219,3 +219,19 @@ def node_may_subscribe(node_id: str, topic_filter: str) -> bool:
     node/<id>/ only (a wildcard may not stand for the node id)."""
     prefix = f"node/{node_id}/"
     return topic_filter.startswith(prefix) and len(topic_filter) > len(prefix)
+
+
+# The Basic Ingest rule ESP RainMaker's firmware names for the mapping request (esp-rainmaker
+# v1.16.0 components/esp_rainmaker/src/core/esp_rmaker_mqtt_topics.h, USER_MAPPING_TOPIC_RULE).
+USER_MAPPING_RULE = "esp_user_node_mapping"
+
+
+def is_user_mapping(node_id: str, topic: str) -> bool:
+    """Whether `topic` is node `node_id`'s user-node mapping request: node/<id>/user/mapping,
+    directly or through the firmware's Basic Ingest rule."""
+    rule = ingest_rule(topic)
+    if rule is not None:
+        if rule != USER_MAPPING_RULE:
+            return False
+        topic = topic.split("/", 3)[3]
+    return topic == f"node/{node_id}/user/mapping"

@@ -19,6 +19,8 @@ from rmbench.broker.gate import EventLog, Gate
 from rmbench.broker.identities import write_broker_certificate
 from rmbench.files import write_atomic
 from rmbench.service import ca
+from rmbench.service.accounts import node_mapping_message
+from rmbench.service.logic import ClaimFailure
 
 EVENTS = "events.jsonl"
 BENCH_PASSWORD = "bench-password"
@@ -76,7 +78,7 @@ async def serve(settings: BrokerSettings, ready: Callable[[int, int], None]) -> 
     log = EventLog(settings.state_dir / EVENTS)
     broker = Broker(amqtt_config(password))
     await broker.start()
-    gate = Gate(broker, tls, log, password)
+    gate = Gate(broker, tls, log, password, mapping_sink=_mapping_sink(settings.service_dir))
     nodes = await asyncio.start_server(gate.serve_node, settings.host, settings.port)
     bench = await asyncio.start_server(gate.serve_bench, "127.0.0.1", settings.bench_port)
     port = nodes.sockets[0].getsockname()[1]
@@ -96,6 +98,20 @@ async def serve(settings: BrokerSettings, ready: Callable[[int, int], None]) -> 
         await broker.shutdown()
         log.write("stop")
         log.close()
+
+
+def _mapping_sink(service_dir: Path) -> Callable[[str, bytes], dict[str, object]]:
+    """What the gate calls with each node's mapping request: the claiming service's own
+    handling, in this process on its state directory (SQLite: a running `rmbench serve` sees
+    the result at once)."""
+
+    def sink(node_id: str, payload: bytes) -> dict[str, object]:
+        try:
+            return node_mapping_message(service_dir, node_id, payload).to_json()
+        except ClaimFailure as e:
+            return {"status": "failure", "http_status": e.status, "description": e.description}
+
+    return sink
 
 
 def display_host(settings: BrokerSettings) -> str:
