@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rmbench.board import Board, StatusLine, VirtualBoard
+from rmbench.board import Board, VirtualBoard
 from rmbench.broker.harness import RunningBroker, running_broker
 from rmbench.service import client
+from rmbench.statusline import StatusLine
 
 from .helpers import BenchSetup, steps
 

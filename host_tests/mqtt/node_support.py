@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rmbench import FIRMWARE_DIR
-from rmbench.board import StatusLine, parse_status
 from rmbench.boardsim import SimBoard
 from rmbench.broker.harness import RunningBroker
 from rmbench.broker.identities import ClientIdentity
 from rmbench.micropython import Interpreter
 from rmbench.service.harness import RunningService
+from rmbench.statusline import StatusLine, parse_status
 
 from .support import PRELUDE
 

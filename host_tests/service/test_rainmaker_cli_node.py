@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from rmbench import FIRMWARE_DIR
-from rmbench.board import parse_status
 from rmbench.boardsim import DEFAULT_WIFI, create_board
 from rmbench.broker.harness import RunningBroker, running_broker
 from rmbench.micropython import Interpreter
 from rmbench.service.harness import RunningService, running_service
+from rmbench.statusline import parse_status
 
 from .test_rainmaker_cli import rainmaker_cli, run_cli
 from .test_rainmaker_cli_mapping import CliPeer, cli_user, peer

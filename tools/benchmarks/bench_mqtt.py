@@ -38,12 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rmbench.board import StatusLine, VirtualBoard
+from rmbench.board import VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI, SimBoard, create_board, deploy_for_heap
 from rmbench.broker.harness import RunningBroker, running_broker
 from rmbench.deploy import ClaimConfig, deploy
 from rmbench.micropython import Interpreter, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
+from rmbench.statusline import StatusLine
 
 from benchmarks.record import record
 
