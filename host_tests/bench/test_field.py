@@ -120,7 +120,7 @@ def test_the_cli_provisions_a_fresh_board_which_then_self_claims(
     assert "Auto-detected Security Scheme: 1" in got["log"]
     assert "WiFi state: Connected" in got["log"]
     lines = board.watch_status(since, timeout=bench.timeout)
-    assert steps(lines) == ["config:ok", "provisioning:wait", "provisioning:ok"] + SELF_CLAIM[1:]
+    assert steps(lines) == ["config:ok", "provisioning:wait", "provisioning:ok", *SELF_CLAIM[1:]]
     assert int(lines[2].fields["apply_ms"]) >= 0
     assert lines[-1].fields["node_id"] == mac
     check_identity(bench.credentials(), mac)
@@ -266,5 +266,5 @@ def test_power_cut_after_the_credentials_are_stored_then_join_and_claim(
     assert "client_cert" not in board.nvs().get("rmaker_creds", {})
     since = board.power_cycle()
     lines = board.watch_status(since, timeout=bench.timeout)
-    assert steps(lines) == ["config:ok", "provisioning:skip"] + SELF_CLAIM[1:]
+    assert steps(lines) == ["config:ok", "provisioning:skip", *SELF_CLAIM[1:]]
     check_identity(bench.credentials(), board.sim.mac)
