@@ -316,9 +316,15 @@ def provision(cfg, led):
             raise Failure("provisioning", "no-wifi", str(e), retryable=False) from e
         raise
     finally:
+        # Out of sys.modules and out of the package too: a stale pointer to the package (the
+        # collector is conservative) must not keep its modules alive.
+        pkg = sys.modules.pop("rmprov", None)
         for name in list(sys.modules):
-            if name == "rmprov" or name.startswith("rmprov."):
+            if name.startswith("rmprov."):
                 sys.modules.pop(name)
+                if pkg is not None and name[7:] in pkg.__dict__:
+                    delattr(pkg, name[7:])
+        pkg = None
         gc.collect()
     cfg["wifi_ssid"], cfg["wifi_password"] = creds  # bytes: an SSID need not be text
 

@@ -29,7 +29,8 @@ for line in sys.stdin:
     v = json.loads(line)
     d = int(v["d"], 16)
     r, s = p256blind.sign(d, bytes.fromhex(v["digest"]))
-    print(json.dumps(["%x" % r, "%x" % s]))
+    der = p256blind.sign_der(d, bytes.fromhex(v["digest"]))
+    print(json.dumps(["%x" % r, "%x" % s, der.hex()]))
 """
 
 
@@ -60,23 +61,25 @@ def test_rfc6979_vectors(interp: Interpreter, run_json: RunJSON) -> None:
         for c in vectors["cases"]
     ]
     got = run_json(interp, SIGN, items)
-    for (r, s), case in zip(got, vectors["cases"], strict=True):
+    for (r, s, _), case in zip(got, vectors["cases"], strict=True):
         assert (int(r, 16), int(s, 16)) == (int(case["r"], 16), int(case["s"], 16))
 
 
 def test_signatures_are_cryptographys_deterministic_ones(
     interp: Interpreter, run_json: RunJSON
 ) -> None:
-    keys = [1, 2, N - 1, (N - 1) // 2] + [secrets.randbelow(N - 1) + 1 for _ in range(16)]
+    keys = [1, 2, N - 1, (N - 1) // 2] + [secrets.randbelow(N - 1) + 1 for _ in range(36)]
     digests = [hashlib.sha256(secrets.token_bytes(i * 5)).digest() for i in range(len(keys))]
     items = [{"d": f"{d:x}", "digest": e.hex()} for d, e in zip(keys, digests, strict=True)]
     got = run_json(interp, SIGN, items)
-    for (r, s), d, digest in zip(got, keys, digests, strict=True):
+    for (r, s, der), d, digest in zip(got, keys, digests, strict=True):
         key = ec.derive_private_key(d, ec.SECP256R1())
         algo = ec.ECDSA(Prehashed(hashes.SHA256()), deterministic_signing=True)
-        want = decode_dss_signature(key.sign(digest, algo))
-        assert (int(r, 16), int(s, 16)) == want
-        key.public_key().verify(key.sign(digest, algo), digest, algo)
+        want = key.sign(digest, algo)
+        assert (int(r, 16), int(s, 16)) == decode_dss_signature(want)
+        # sign_der: the same DER bytes (a leading 0 where the top bit is set, none else).
+        assert bytes.fromhex(der) == want
+        key.public_key().verify(bytes.fromhex(der), digest, algo)
 
 
 # Every scalar the comb multiplies G by, and every value inverted, for two signatures of the

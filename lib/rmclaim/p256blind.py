@@ -89,3 +89,20 @@ def sign(d, digest, random=None):
         s = p256._inv(b * k % n, n) * ((b * e + br * d1 + br * d2) % n) % n
         if s:
             return r, s
+
+
+def _der_integer(v):
+    # A positive INTEGER's DER: minimal big-endian bytes, a 0 first when the top bit is set.
+    b = v.to_bytes(33, "big")
+    i = 0
+    while i < 32 and not b[i] and b[i + 1] < 0x80:
+        i += 1
+    return b"\x02" + bytes((33 - i,)) + b[i:]
+
+
+def sign_der(d, digest, random=None):
+    # sign() as the DER ECDSA-Sig-Value (SEQUENCE of r and s, at most 72 bytes) that mbedTLS,
+    # and so ESP RainMaker's challenge-response, sends.
+    r, s = sign(d, digest, random)
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + bytes((len(body),)) + body

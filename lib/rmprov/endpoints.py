@@ -139,24 +139,40 @@ def user_assoc(p, data):
     return pb.encode(proto.USER_MAPPING, {"msg": 1, "resp_set_user_mapping": resp})
 
 
+# Our SEC1 EC private key DER (rmclaim.csr.encode_private_key, and cryptography's
+# TraditionalOpenSSL for host-made keys): SEQUENCE (0x77 bytes) { INTEGER 1, OCTET STRING of
+# the 32-byte key, [0] curve OID, [1] public key }.
+_SEC1_HEAD = b"\x30\x77\x02\x01\x01\x04\x20"
+
+
+def _private_key():
+    # The stored (claimed) key as an integer, taken from its fixed place in the DER (only
+    # another layout goes through the full parser, rmclaim.csr).
+    from rmclaim import store
+
+    pem = store.Store().key_pem()
+    import binascii
+
+    parts = pem.split("-----")
+    der = binascii.a2b_base64(parts[2]) if len(parts) == 5 else b""
+    if len(der) == 0x79 and der[:7] == _SEC1_HEAD:
+        return int.from_bytes(der[7:39], "big")
+    from rmclaim import csr
+
+    return csr.decode_private_key(csr.pem_decode(pem, "EC PRIVATE KEY"))
+
+
 def _sign(challenge):
-    # DER ECDSA signature of SHA-256(challenge) with the stored (claimed) key; the modules it
-    # needs leave the heap again.
-    from rmprov.field import unload
+    # DER ECDSA signature of SHA-256(challenge) with the claimed key. rmclaim.store and
+    # rmclaim.p256blind were loaded when provisioning started (rmprov.field), while the heap
+    # still had room in one piece: loading them now could fail on a fragmented heap.
+    from rmclaim import p256blind
 
+    d = _private_key()
     try:
-        from rmclaim import csr, store
-
-        pem = store.Store().key_pem()
-        d = csr.decode_private_key(csr.pem_decode(pem, store.KEY_LABEL))
-        pem = None
-        from rmclaim import asn1_encode, p256blind
-
-        r, s = p256blind.sign(d, hashlib.sha256(challenge).digest())
-        d = None
-        return asn1_encode.encode_ecdsa_signature(r, s)
+        return p256blind.sign_der(d, hashlib.sha256(challenge).digest())
     finally:
-        unload("csr", "store", "asn1", "asn1_encode", "p256blind", "p256")
+        d = None
 
 
 def ch_resp(p, data):

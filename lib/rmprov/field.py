@@ -158,6 +158,11 @@ class Provisioner:
         self.pop = "" if sec == 0 else cfg["prov_pop"] or default_pop()
         self.node_id, self.claimed = _identity(cfg)
         self.chresp = self.claimed and not saved.chresp_off()
+        if self.chresp:
+            # What a signature needs (rmprov.endpoints), loaded now while the heap is in one
+            # piece (measured: loading p256 later, after the sessions' allocations, can fail
+            # for want of 640 contiguous bytes at 128 KB); unloaded by close().
+            from rmclaim import p256blind, store  # noqa: F401
         server = httpd.Server(
             endpoints.handlers(self), security=sec, pop=self.pop, version=self.version
         )
@@ -248,6 +253,7 @@ class Provisioner:
                 server.close()
             self.ap.active(False)
             self.ap = None
+        unload("store", "p256blind", "p256", "csr", "asn1")
 
 
 def run(cfg, led, report, classify):
