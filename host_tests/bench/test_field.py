@@ -1,7 +1,7 @@
-"""Field provisioning on a virtual board, driven by esp-rainmaker-cli's own client (cli_field.py
-in the CLI's venv) through the board's soft-AP address: a fresh board provisioned and then
-self-claiming, failures that end cleanly, a claimed board mapped by challenge-response, and a
-power cut between the stored credentials and the claim.
+"""Field provisioning on a virtual board, driven by esp-rainmaker-cli's own client
+(tools/rmbench/cli_field.py in the CLI's venv) through the board's soft-AP address: a fresh
+board provisioned and then self-claiming, failures that end cleanly, a claimed board mapped by
+challenge-response, and a power cut between the stored credentials and the claim.
 
 The board runs the deployed firmware (firmware/rmboot.py) with a config that names the service
 but no Wi-Fi; the bench Wi-Fi (rmbench.boardsim.DEFAULT_WIFI) is the network the client gives
@@ -23,12 +23,12 @@ import pytest
 from rmbench.board import Board, VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import deploy
+from rmbench.rainmaker_cli import FIELD_DRIVER
 from rmbench.service.harness import RunningService, running_service
 
 from .helpers import BenchSetup, check_identity, steps
 from .test_claim_flow import SELF_CLAIM
 
-HERE = Path(__file__).parent
 POP = "abcd1234"
 # esp-rainmaker-cli's venv (build/rainmaker-cli-venv), and a logged-in CLI profile per user,
 # from the service tests (pytest puts host_tests/ on the path; mypy does not see it).
@@ -46,11 +46,11 @@ def cli_python(rainmaker_cli: Path) -> Path:
 def cli(
     python: Path, board: Board, *, env: dict[str, str] | None = None, **args: Any
 ) -> dict[str, Any]:
-    """One scenario of cli_field.py against the board's soft-AP: {"result", "log"}."""
+    """One scenario of rmbench's cli_field.py against the board's soft-AP: {"result", "log"}."""
     assert isinstance(board, VirtualBoard)
     args["address"] = board.info.softap
     proc = subprocess.run(
-        [str(python), str(HERE / "cli_field.py"), json.dumps(args)],
+        [str(python), str(FIELD_DRIVER), json.dumps(args)],
         input="\n",  # the provision command's "connect to the device's hotspot" prompt
         capture_output=True,
         text=True,
