@@ -16,7 +16,7 @@
 # - ch_resp: the challenge's SHA-256 signed with the claimed key (ECDSA P-256, DER), blinded
 #   (rmclaim.p256blind); Disabled once off (the "disable" command, kept in NVS, or a mapping
 #   that went through), Fail on an unclaimed board and past the limits: one signature per
-#   _SIGN_GAP_MS, _SIGN_MAX per boot.
+#   _SIGN_GAP_MS, 5 per boot (rmprov.field's count).
 
 import hashlib
 
@@ -29,7 +29,6 @@ _INVALID_ARGUMENT = const(4)
 _INTERNAL_ERROR = const(5)
 _SCAN_MAX = const(16)
 _SIGN_GAP_MS = const(2000)
-_SIGN_MAX = const(5)
 # RMakerConfigStatus (cloud_user_assoc) and RMakerChRespStatus (ch_resp)
 _MAP_INVALID_PARAM = const(1)
 _MAP_INVALID_STATE = const(2)
@@ -200,10 +199,10 @@ def ch_resp(p, data):
         reply["status"] = _CR_INVALID_PARAM
     elif (
         p.chresp
-        and p.signatures < _SIGN_MAX
-        and (not p.signatures or time.ticks_diff(now, p.signed_at) >= _SIGN_GAP_MS)
+        and p.signs_left
+        and (p.signed is None or time.ticks_diff(now, p.signed_at) >= _SIGN_GAP_MS)
     ):
-        p.signatures += 1
+        p.signs_left -= 1
         p.signed_at = now
         signature = _sign(cmd["payload"])
         p.signed = p.server.session

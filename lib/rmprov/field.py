@@ -50,6 +50,7 @@ AUTH_ERROR = const(0)  # WifiConnectFailedReason
 NETWORK_NOT_FOUND = const(1)
 _CLEANUP_MS = const(1000)
 _AUTOSTOP_MS = const(30000)
+_SIGN_MAX = const(5)  # challenge-response signatures per boot
 
 
 def _ms():
@@ -135,7 +136,7 @@ class Provisioner:
         self.chresp = False  # challenge-response answered this boot (claimed, not off)
         self.signed = None  # the session that got a signature, if any
         self.signed_apply = False  # ... and applied Wi-Fi credentials afterwards
-        self.signatures = 0
+        self.signs_left = _SIGN_MAX
         self.signed_at = 0
         self.scan = ()
         self.name = ""
@@ -172,13 +173,14 @@ class Provisioner:
         self.report("provisioning", "wait", fields)
 
     def version(self):
-        # proto-ver's JSON (see the top), asked at each request: ch_resp goes once it is off.
+        # proto-ver's JSON (see the top), asked at each request: ch_resp goes once it is off
+        # or spent for this boot (a client then takes the secret-key way).
         sec = self.cfg["prov_sec"]
         text = '{"prov":{"ver":"v1.1","sec_ver":%d,"sec_patch_ver":0,"cap":[%s"wifi_scan"]}' % (
             sec,
             '"no_sec",' if sec == 0 else "",
         )
-        if self.chresp:
+        if self.chresp and self.signs_left:
             text += ',"rmaker_extra":{"ver":"1.0","cap":["ch_resp"]}'
         return text + "}"
 

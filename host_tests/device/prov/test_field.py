@@ -385,6 +385,33 @@ def test_endpoints_of_a_claimed_board(
     assert final["done"] is True and final["ap_active"] is False
 
 
+@pytest.mark.slow
+def test_challenge_response_signs_at_most_five_times_a_boot(
+    mpy: Interpreter, deployed: list[Path], client: Peer, tmp_path: Path
+) -> None:
+    # One signature every 2 s at most, 5 in a boot: the key behind it signs for anyone with the
+    # pop, and its arithmetic is not constant-time (blinded, still bounded).
+    key = ec.generate_private_key(ec.SECP256R1())
+    with running(mpy, deployed, tmp_path, claimed=key) as device:
+        c = Client(device, client)
+        c.handshake()
+        statuses = []
+        for i in range(6):
+            if i:
+                time.sleep(2.05)
+            reply = challenge(c, b"challenge-%d" % i)
+            statuses.append(reply["status"])
+            if reply["status"] == 0:
+                signature = reply["respChallengeResponsePayload"]["payload"]
+                message = b"challenge-%d" % i
+                key.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        assert statuses == [0, 0, 0, 0, 0, 1]
+        # Spent for this boot: no longer offered (a client takes the secret-key way), but not
+        # switched off for good (no mapping went through).
+        assert "rmaker_extra" not in c.version()
+    assert "chresp_off" not in device.nvs("rmclaim_prov")
+
+
 def test_failed_joins_then_reset_and_retry(
     mpy: Interpreter, deployed: list[Path], client: Peer, tmp_path: Path
 ) -> None:
