@@ -143,9 +143,10 @@ class Provisioner:
         self.pop = ""
 
     def start(self):
+        # What needs rmclaim's modules for a moment (the pop, the node id) comes first, before
+        # the session's and the endpoints' modules fill the heap: a module loads into one
+        # free block, and a heap full of others has holes, not blocks.
         import network
-
-        from rmprov import endpoints, httpd
 
         cfg = self.cfg
         self.sta = sta = network.WLAN(network.WLAN.IF_STA)
@@ -164,6 +165,11 @@ class Provisioner:
             # piece (measured: loading p256 later, after the sessions' allocations, can fail
             # for want of 640 contiguous bytes at 128 KB); unloaded by close().
             from rmclaim import p256blind, store  # noqa: F401
+        import gc
+
+        gc.collect()
+        from rmprov import endpoints, httpd
+
         server = httpd.Server(
             endpoints.handlers(self), security=sec, pop=self.pop, version=self.version
         )
