@@ -300,23 +300,6 @@ class Store:
     def has_random(self):
         return self.lengths()[_RANDOM] == RANDOM_LEN
 
-    def random_bytes(self):
-        # The 64 random bytes, made (with a radio on) and stored alone when there are none yet:
-        # field provisioning derives its default pop from them before any key exists, as
-        # ESP RainMaker does from its factory "random"; the claim then keeps them.
-        lens = self.lengths()
-        if lens[_RANDOM] == RANDOM_LEN:
-            return self.get(_RANDOM, lens)
-        import os
-
-        on = _radio_on()
-        try:
-            random = os.urandom(RANDOM_LEN)
-        finally:
-            _radio_off(on)
-        self._write([(_RANDOM, random)])
-        return random
-
     def save_identity(self, certificate, node_id, mqtt_host, mqtt_cred_host):
         # Phase 2: the certificate (text as received), node id and MQTT hosts, listed together
         # by one index write; the key stays as it is. Only after check_certificate passed for

@@ -101,11 +101,22 @@ def _identity(cfg):
 
 
 def default_pop():
-    # 8 hex digits from the board's stored random bytes (made now when there are none).
+    # 8 hex digits from the board's 64 stored random bytes, made now and stored alone when
+    # there are none yet (with a radio on: the soft-AP is up); the claim keeps them (it makes
+    # them only when missing). Here and not in rmclaim.store, whose size the claim pays for.
     from rmclaim import store
 
     try:
-        random = store.Store().random_bytes()
+        st = store.Store()
+        slot = store.KEYS.index("random")
+        lens = st.lengths()
+        if lens[slot] == store.RANDOM_LEN:
+            random = st.get(slot, lens)
+        else:
+            import os
+
+            random = os.urandom(store.RANDOM_LEN)
+            st._write([(slot, random)])  # the store's own phase write (index last)
     finally:
         unload("store")
     return "%02x%02x%02x%02x" % (random[0], random[1], random[2], random[3])

@@ -23,14 +23,11 @@ def __getattr__(name):
 
 
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
-    if port == 80 and (host == "0.0.0.0" or host == "192.168.4.1"):
-        # The board's own port 80, as its soft-AP clients reach it (192.168.4.1, ESP-IDF's
-        # default soft-AP address): a loopback port the host chose (board.json softap_port).
-        import _boardsim
+    if port == 80:  # perhaps the board's own (see _softap; lean: the claim loads this module)
+        import _softap
 
-        softap = _boardsim.board().get("softap_port")
-        if softap:
-            host, port = "127.0.0.1", softap
+        host, port = _softap.address(host)
+        sys.modules.pop("_softap", None)
     try:
         return _builtin.getaddrinfo(host, port, _builtin.AF_INET, type, proto, flags)
     except OSError:
