@@ -133,7 +133,12 @@ def load(source=None):
     _check_values(where, values)
     cfg = Config()
     for key in values:
-        setattr(cfg, key, values[key])
+        # Only what differs from the default goes into the instance (its dict stays small,
+        # and the claim holds it throughout); the class attribute answers for the rest.
+        v = values[key]
+        default = getattr(Config, key)
+        if v != default or type(v) is not type(default):
+            setattr(cfg, key, v)
     return cfg
 
 
