@@ -142,11 +142,13 @@ def user_assoc(p, data):
 # TraditionalOpenSSL for host-made keys): SEQUENCE (0x77 bytes) { INTEGER 1, OCTET STRING of
 # the 32-byte key, [0] curve OID, [1] public key }.
 _SEC1_HEAD = b"\x30\x77\x02\x01\x01\x04\x20"
+_SEC1_CURVE = b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00\x04"
 
 
 def _private_key():
-    # The stored (claimed) key as an integer, taken from its fixed place in the DER (only
-    # another layout goes through the full parser, rmclaim.csr).
+    # The stored (claimed) key as an integer, taken from its fixed place in the DER when the
+    # layout around it is the usual one (version, key, P-256 OID, public key); any other goes
+    # through the full parser (rmclaim.csr), which refuses what it does not know.
     from rmclaim import store
 
     pem = store.Store().key_pem()
@@ -154,11 +156,11 @@ def _private_key():
 
     parts = pem.split("-----")
     der = binascii.a2b_base64(parts[2]) if len(parts) == 5 else b""
-    if len(der) == 0x79 and der[:7] == _SEC1_HEAD:
+    if len(der) == 0x79 and der[:7] == _SEC1_HEAD and der[39:57] == _SEC1_CURVE:
         return int.from_bytes(der[7:39], "big")
     from rmclaim import csr
 
-    return csr.decode_private_key(csr.pem_decode(pem, "EC PRIVATE KEY"))
+    return csr.decode_private_key(der)
 
 
 def _sign(challenge):

@@ -8,6 +8,7 @@ kind, the heap, and the soft-AP's timeout.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -137,6 +138,7 @@ def running(
     cfg: dict[str, Any] | None = None,
     claimed: ec.EllipticCurvePrivateKey | None = None,
     name: str = "field",
+    key_pem: str | None = None,
 ) -> Iterator[Device]:
     """The device provisioning on a fresh simulated board; on leaving, stopped with SIGINT
     unless it finished, and its final report in `lines`."""
@@ -149,6 +151,8 @@ def running(
             serialization.NoEncryption(),
         ).decode()
         args["node_id"] = NODE_ID
+    if key_pem is not None:
+        args["key_pem"], args["node_id"] = key_pem, NODE_ID
     env = dict(os.environ, RMBENCH_BOARD_DIR=str(board.directory))
     env["MICROPYPATH"] = ":".join(str(p) for p in deployed)
     heap = mpy.board_heap(get_profile("esp32s3").gc_heap)
@@ -383,6 +387,29 @@ def test_endpoints_of_a_claimed_board(
         assert time.monotonic() - told < 5
     final = report(device)
     assert final["done"] is True and final["ap_active"] is False
+
+
+def test_challenge_response_with_a_key_stored_without_its_public_key(
+    mpy: Interpreter, deployed: list[Path], client: Peer, tmp_path: Path
+) -> None:
+    # SEC1 without the optional public key (51 bytes, a host-made key may come so): not the
+    # usual layout, so rmclaim.csr's parser reads it.
+    key = ec.generate_private_key(ec.SECP256R1())
+    full = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    short = b"\x30\x31" + full[2:51]
+    body = base64.encodebytes(short).decode()
+    pem = f"-----BEGIN EC PRIVATE KEY-----\n{body}-----END EC PRIVATE KEY-----\n"
+    with running(mpy, deployed, tmp_path, key_pem=pem) as device:
+        c = Client(device, client)
+        c.handshake()
+        signed = challenge(c, b"short-key")
+        assert signed["status"] == 0, signed
+        payload = signed["respChallengeResponsePayload"]["payload"]
+        key.public_key().verify(payload, b"short-key", ec.ECDSA(hashes.SHA256()))
 
 
 @pytest.mark.slow
