@@ -99,9 +99,12 @@ fleet: setup ## claim many boards at once: BOARD= PORT="a b ..." (or VBOARDS=N) 
 # --- virtual boards, the demo and the bench suite on real boards (issue 5) ---------------------------
 PORTS = $(foreach p,$(PORT),--port $(p))
 
-.PHONY: demo hil
-demo: setup ## the story on a virtual board: self-claim on first boot (BOARD=esp32: token claim)
-	$(RMBENCH) demo --board $(or $(BOARD),esp32s3)
+.PHONY: demo demo-field hil
+demo: setup ## the story on a virtual board: self-claim on first boot (BOARD=esp32: token claim; FIELD=1: as demo-field)
+	$(RMBENCH) demo --board $(or $(BOARD),esp32s3) $(if $(call yes,$(FIELD)),--field $(if $(call yes,$(CLAIMED)),--claimed-first))
+
+demo-field: setup ## field onboarding: a board with no Wi-Fi provisioned by esp-rainmaker-cli over its soft-AP, then claimed (CLAIMED=1: claimed first, mapped by challenge-response)
+	$(RMBENCH) demo --board $(or $(BOARD),esp32s3) --field $(if $(call yes,$(CLAIMED)),--claimed-first)
 
 hil: setup ## the bench suite on real boards: PORT=/dev/ttyUSB0 (or "PORT=/dev/ttyUSB0 /dev/ttyUSB1") BOARD=esp32s3
 	$(call need,PORT,/dev/ttyUSB0)$(call need,BOARD,esp32s3)

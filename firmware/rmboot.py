@@ -1,4 +1,4 @@
-"""The boot sequence main.py runs: Wi-Fi from /rmclaim.json, clock, claim, MQTT, then app.py."""
+"""The boot sequence main.py runs: Wi-Fi (config or provisioning), clock, claim, MQTT, app."""
 
 # Deployed compiled (/lib/rmboot.mpy): main.py stays a few lines, so booting does not compile
 # this on the board's heap.
@@ -6,19 +6,21 @@
 # Status lines are an API (host_tests/bench/golden/): one line per step,
 #   rmclaim: step=<step> <outcome> key=value ...
 # outcome is ok, error, wait (backoff), skip or run; values holding spaces are "quoted". Steps:
-# config, wifi, time, the claim library's (identity, efuse, key, csr, initiate, hmac, verify,
-# check, store), backoff, claimed (the last line of the claim: node_id, stored, attempts, ms
-# since boot), then online()'s mqtt, nodeconfig, mapping (and backoff), then app. An error line
-# names its class, the one the status LED shows.
+# config, provisioning (only when the config names no Wi-Fi), wifi, time, the claim library's
+# (identity, efuse, key, csr, initiate, hmac, verify, check, store), backoff, claimed (the
+# last line of the claim: node_id, stored, attempts, ms since boot), then online()'s mqtt,
+# nodeconfig, mapping (and backoff), then app. An error line names its class, the one the
+# status LED shows.
 #
 # Status LED: the config's status_led ("rgb:PIN" an addressable WS2812 driven with the frozen
 # neopixel module, "gpio:PIN" a plain LED, "none"), else the chip's DevKit LED (rmclaim.chip's
-# table, from boards/*.toml). Patterns: connecting = slow blink (500 ms on, 500 ms off) while
-# Wi-Fi associates and the clock syncs; claiming = steady on; claimed = 200 ms dark, three short
+# table, from boards/*.toml). Patterns: provisioning = fast blink (100 ms on, 100 ms off) while
+# the soft-AP waits for a client; connecting = slow blink (500 ms on, 500 ms off) while Wi-Fi
+# associates and the clock syncs; claiming = steady on; claimed = 200 ms dark, three short
 # flashes (100/100 ms), then off; an error = N flashes of 150 ms (250 ms apart) between 800 ms
 # of dark, repeated while waiting to retry: no-wifi 2, unreachable 3, rejected 4, quota 5,
-# config 6, device 7. An RGB LED shows them in the state's colour: connecting blue, claiming
-# amber, claimed green, error red.
+# config 6, device 7. An RGB LED shows them in the state's colour: provisioning violet,
+# connecting blue, claiming amber, claimed green, error red.
 #
 # A board that cannot claim keeps trying (Ctrl-C stops it and leaves the REPL): each round
 # reconnects what is down, waits as rmclaim.backoff says (exponential from backoff_base_s to
@@ -37,6 +39,7 @@ _MIN_YEAR = const(2025)  # an RTC before this was never set: TLS would refuse ev
 
 # An RGB status LED's colour per state (r, g, b), dim: a DevKit's WS2812 at full power dazzles.
 _COLORS = (
+    ("provisioning", (24, 0, 40)),
     ("connecting", (0, 0, 40)),
     ("claiming", (40, 24, 0)),
     ("claimed", (0, 40, 0)),
@@ -266,19 +269,66 @@ def wifi(cfg, led):
         led.set((_ms(start) // 500) % 2 == 0)
         time.sleep_ms(50)
     wlan.disconnect()
-    detail = "status %d after %d s" % (st, timeout_ms // 1000)
-    if st == _STAT_WRONG_PASSWORD:
-        why = "wrong password"
-    elif st == _STAT_NO_AP_FOUND or 210 <= st <= 212:
-        why = "no AP found"
-    else:
-        seen = False
-        for ap in wlan.scan():
-            seen = seen or ap[0] == ssid.encode()
-        why = "wrong password" if seen else "no AP found"
-        detail += "; the network is in range" if seen else "; no such network in range"
+    why, detail = wifi_failure(wlan, ssid, st, timeout_ms)
     msg = "wifi: %s joining %r (%s)" % (why, ssid, detail)
     raise Failure("wifi", "no-wifi", msg)
+
+
+def wifi_failure(wlan, ssid, st, timeout_ms):
+    # Why a join that ran to its deadline failed, from its last status and (with the station
+    # disconnected) a scan: -> ("wrong password" | "no AP found", detail). Also field
+    # provisioning's reason for CmdGetStatus (AuthError, NetworkNotFound). ssid: str or bytes.
+    detail = "status %d after %d s" % (st, timeout_ms // 1000)
+    if st == _STAT_WRONG_PASSWORD:
+        return "wrong password", detail
+    if st == _STAT_NO_AP_FOUND or 210 <= st <= 212:
+        return "no AP found", detail
+    want = ssid if isinstance(ssid, bytes) else ssid.encode()
+    seen = False
+    for ap in wlan.scan():
+        seen = seen or ap[0] == want
+    detail += "; the network is in range" if seen else "; no such network in range"
+    return ("wrong password" if seen else "no AP found"), detail
+
+
+def provision(cfg, led):
+    # A config without Wi-Fi gets it from field provisioning (lib/rmprov): the credentials an
+    # earlier provisioning saved, else the soft-AP until a client gives working ones (the
+    # station is then joined). rmprov's modules, and what it loaded of rmclaim, leave the heap
+    # before the claim: the two never share it.
+    import network
+
+    if cfg["wifi_ssid"] or not hasattr(network, "WLAN"):
+        return
+    import sys
+
+    t0 = time.ticks_ms()
+    try:
+        from rmprov import field, saved
+
+        creds = saved.wifi()
+        if creds is not None:
+            status("provisioning", "skip", (("ms", _ms(t0)), ("reason", "saved")))
+        else:
+            creds = field.run(cfg, led, status, wifi_failure)
+    except ImportError as e:
+        raise Failure("provisioning", "config", "provisioning: %s" % e, retryable=False) from e
+    except Exception as e:
+        if type(e).__name__ == "ProvError":
+            raise Failure("provisioning", "no-wifi", str(e), retryable=False) from e
+        raise
+    finally:
+        # Out of sys.modules and out of the package too: a stale pointer to the package (the
+        # collector is conservative) must not keep its modules alive.
+        pkg = sys.modules.pop("rmprov", None)
+        for name in list(sys.modules):
+            if name.startswith("rmprov."):
+                sys.modules.pop(name)
+                if pkg is not None and name[7:] in pkg.__dict__:
+                    delattr(pkg, name[7:])
+        pkg = None
+        gc.collect()
+    cfg["wifi_ssid"], cfg["wifi_password"] = creds  # bytes: an SSID need not be text
 
 
 def clock(led):
@@ -347,6 +397,8 @@ def claim(cfg, led):
     # One library attempt per round: this loop owns the retries, so the LED can show why.
     settings = dict(cfg)
     settings["max_attempts"] = 1
+    # Wi-Fi is the firmware's: provisioned credentials may be bytes (an SSID need not be text).
+    settings["wifi_ssid"] = settings["wifi_password"] = None
     reporter = Reporter(led)
     try:
         return rmclaim.ensure_claimed(settings, reporter), reporter.stored
@@ -447,6 +499,8 @@ def main():
                 if cfg["status_led"] is not None:
                     led.off()
                     led = LED(cfg["status_led"])
+            step = "provisioning"
+            provision(cfg, led)
             step = "wifi"
             wifi(cfg, led)
             step = "time"

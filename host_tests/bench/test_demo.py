@@ -3,6 +3,7 @@ left running afterwards."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -11,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import processes_under
+
+# esp-rainmaker-cli's venv, made by the service tests' fixture (pytest puts host_tests/ on the
+# path; mypy does not see it).
+rainmaker_cli = importlib.import_module("service.test_rainmaker_cli").rainmaker_cli
 
 
 @pytest.mark.needs("virtual")
@@ -48,4 +53,44 @@ def test_demo_claims_once_and_stops_everything(tmp_path: Path, profile: str, way
     assert mapping and mapping.group(2) == node_id.group(1), out
     if profile == "esp32s3":
         assert node_id.group(1) == summary.group(1)  # self-claim: the node id is the MAC
+    assert processes_under(tmp_path) == []
+
+
+@pytest.mark.needs("virtual")
+@pytest.mark.parametrize("claimed_first", [False, True])
+def test_field_demo_provisions_claims_maps_and_stops_everything(
+    tmp_path: Path, rainmaker_cli: Path, claimed_first: bool
+) -> None:
+    rmbench = Path(sys.executable).with_name("rmbench")
+    argv = [str(rmbench), "demo", "--field", "--workdir", str(tmp_path / "demo")]
+    argv += ["--claimed-first"] if claimed_first else []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            out, err = p.communicate(timeout=30)
+            raise AssertionError(f"the demo hung:\n{out}\n{err}") from None
+    assert p.returncode == 0, out + err
+    summary = re.search(
+        r"^esp32s3 ([0-9A-F]{12}) provisioned in the field by esp-rainmaker-cli:$", out, re.M
+    )
+    assert summary, out
+    soft_ap = re.search(
+        r"^  soft-AP +PROV_([0-9a-f]{6}) \(192\.168\.4\.1:80 here at 127\.0\.0\.1:\d+\), "
+        r"pop ([0-9a-f]{8})$",
+        out,
+        re.M,
+    )
+    assert soft_ap and soft_ap.group(1) == summary.group(1)[6:].lower(), out
+    assert "  cli>         ==== WiFi state: Connected ====" in out
+    assert re.search(rf"^  node id +{summary.group(1)}$", out, re.M)  # self-claimed: the MAC
+    if claimed_first:
+        assert "  mapped       to user demo-user by challenge-response (no MQTT needed)" in out
+        assert (
+            f"  cli>         ✅ Node {summary.group(1)} added to your account successfully!" in out
+        )
+    else:
+        assert "  user mapping user demo-user and its secret key kept for the MQTT step" in out
+        assert "board> rmclaim: step=verify ok" in out
     assert processes_under(tmp_path) == []

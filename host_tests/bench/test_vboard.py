@@ -48,6 +48,9 @@ def mpremote(port: str, *args: str, timeout: float = 30) -> bytes:
     return proc.stdout
 
 
+SOFTAP: list[str] = []  # the softap= line `vboard start` printed for the module's board
+
+
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vboard-cli")
@@ -59,7 +62,8 @@ def port(state: Path) -> Iterator[str]:
     out = rmbench(
         "vboard", "start", "--board", "esp32s3", "--name", "cli", "--state-dir", str(state)
     )
-    path = out.stdout.splitlines()[0]
+    path, softap = out.stdout.splitlines()[:2]
+    SOFTAP[:] = [softap]
     (state / "cli" / "fs" / "main.py").write_bytes(MAIN)
     yield path
     rmbench("vboard", "stop", "cli", "--state-dir", str(state))
@@ -69,10 +73,14 @@ def test_start_prints_a_pty_that_list_shows(state: Path, port: str) -> None:
     assert port.startswith("/dev/pts/")
     assert os.major(os.stat(port).st_rdev) == 136  # a real pty, as mpremote checks
     listing = rmbench("vboard", "list", "--state-dir", str(state)).stdout.splitlines()
-    assert listing[0].split() == ["NAME", "BOARD", "FIRMWARE", "STATE", "PORT", "MAC", "BOOTS"]
-    name, board, firmware, on, pty_path, mac = listing[1].split()[:6]
+    header = ["NAME", "BOARD", "FIRMWARE", "STATE", "PORT", "MAC", "BOOTS", "SOFTAP"]
+    assert listing[0].split() == header
+    name, board, firmware, on, pty_path, mac, _, softap = listing[1].split()
     assert (name, board, firmware, on, pty_path) == ("cli", "esp32s3", "1.28", "on", port)
     assert len(mac) == 12
+    # The soft-AP's 192.168.4.1:80, as start printed it and board.json records it.
+    board_json = json.loads((state / "cli" / "board.json").read_text())
+    assert softap == f"softap=127.0.0.1:{board_json['softap_port']}" == SOFTAP[0]
 
 
 def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> None:

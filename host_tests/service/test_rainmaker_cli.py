@@ -15,16 +15,12 @@ is its bundled Amazon Root CA 1 file, with no option to change it).
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-import tomllib
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +30,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from esp_idf_nvs_partition_gen import nvs_partition_gen
-from rmbench import BUILD_DIR, REPO_ROOT, nvs
+from rmbench import BUILD_DIR, nvs
+from rmbench.errors import BenchError
 from rmbench.micropython import Interpreter
+from rmbench.rainmaker_cli import ensure_cli, jwt, write_profile
 from rmbench.service.harness import RunningService, running_service
 from rmbench.service.store import Store
 
@@ -44,64 +42,13 @@ NVS_ADDR, NVS_SIZE = 0x340000, 0x6000  # the CLI's default fctry address and its
 MAC = "7CDFA100033B"
 
 
-def _pinned_requirements() -> list[str]:
-    with (REPO_ROOT / "tools" / "pyproject.toml").open("rb") as f:
-        project = tomllib.load(f)["project"]
-    reqs: list[str] = project["optional-dependencies"]["rainmaker-cli"]
-    return reqs
-
-
 @pytest.fixture(scope="session")
 def rainmaker_cli() -> Path:
     """The esp-rainmaker-cli executable, from the cached venv (made if missing or out of date)."""
-    reqs = _pinned_requirements()
-    stamp = CLI_VENV / "rmbench-requirements.json"
-    exe = CLI_VENV / "bin" / "esp-rainmaker-cli"
-    BUILD_DIR.mkdir(exist_ok=True)
-    with (BUILD_DIR / "rainmaker-cli-venv.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
-        if exe.exists() and stamp.exists() and json.loads(stamp.read_text()) == reqs:
-            return exe
-        venv.EnvBuilder(clear=True, with_pip=True).create(CLI_VENV)
-        pip = [str(CLI_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        proc = subprocess.run(
-            [*pip, "--disable-pip-version-check", *reqs],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"cannot install {reqs} into {CLI_VENV}:\n{proc.stderr[-3000:]}")
-        stamp.write_text(json.dumps(reqs))
-    return exe
-
-
-def _jwt(claims: dict[str, object]) -> str:
-    def part(obj: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.unsigned"
-
-
-def write_profile(config_dir: Path, base_url: str, token: str) -> None:
-    """A custom esp-rainmaker-cli profile 'rmbench' pointing at the local service, logged in."""
-    profiles = config_dir / "profiles"
-    profiles.mkdir(parents=True)
-    profile = {
-        "name": "rmbench",
-        "description": "local claiming service",
-        "host": f"{base_url}/v1/",  # GET /mqtt_host is <host without v1/>mqtt_host
-        "claim_base_url": f"{base_url}/",  # the CLI appends claim/initiate, claim/verify
-        "builtin": False,
-        "ui_login_supported": False,
-        "node_cache_enabled": False,
-    }
-    config = {"profiles": {}, "custom_profiles": {"rmbench": profile}}
-    (profiles / "profiles.json").write_text(json.dumps(config))
-    (profiles / "current_profile").write_text("rmbench")
-    tokens = {"idtoken": token, "accesstoken": token, "refreshtoken": "unused"}
-    (profiles / "rmbench_config.json").write_text(json.dumps(tokens))
+    try:
+        return ensure_cli()
+    except BenchError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture
@@ -258,7 +205,7 @@ def test_esp_rainmaker_cli_without_mac_sends_it_padded(
 def logged_in_cli_env(svc: RunningService, tmp_path: Path) -> tuple[dict[str, str], str]:
     """A user on the service and an esp-rainmaker-cli profile logged in as it; (env, user id)."""
     user_id = "rmbenchUser0000000000a"
-    token = _jwt(
+    token = jwt(
         {
             "exp": int(time.time()) + 3600,
             "custom:user_id": user_id,
@@ -345,7 +292,7 @@ def _csr_cn(pem: str) -> str:
 def test_token_claim_requests_hold_what_esp_rainmaker_cli_sends(
     tmp_path: Path, rainmaker_cli: Path, mpy: Interpreter
 ) -> None:
-    token = _jwt({"exp": int(time.time()) + 3600, "custom:user_id": "u1", "iss": "rmbench"})
+    token = jwt({"exp": int(time.time()) + 3600, "custom:user_id": "u1", "iss": "rmbench"})
     config = tmp_path / "rm-config"
     write_profile(config, "http://127.0.0.1:9", token)  # never contacted
     (tmp_path / "home").mkdir()

@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rmbench.rainmaker_cli import jwt, write_profile
 from rmbench.service import client
 from rmbench.service.harness import RunningService, running_service
 from rmbench.service.store import Store
 
 from .helpers import make_csr
-from .test_rainmaker_cli import _jwt, rainmaker_cli, run_cli, write_profile
+from .test_rainmaker_cli import rainmaker_cli, run_cli
 
 __all__ = ["rainmaker_cli"]  # the fixture, shared with test_rainmaker_cli.py
 
@@ -49,7 +50,7 @@ class CliUser:
 
 def cli_user(svc: RunningService, tmp_path: Path, name: str) -> CliUser:
     user_id = f"{name}-{uuid.uuid4().hex[:12]}"
-    token = _jwt({"exp": int(time.time()) + 3600, "custom:user_id": user_id, "iss": "rmbench"})
+    token = jwt({"exp": int(time.time()) + 3600, "custom:user_id": user_id, "iss": "rmbench"})
     svc.add_user(token, quota=20, user_id=user_id)
     config = tmp_path / f"rm-config-{user_id}"
     write_profile(config, svc.base_url, token)

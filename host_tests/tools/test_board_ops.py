@@ -143,8 +143,13 @@ def test_provision_rejects_bad_input_and_writes_nothing(
             "or 64 hex digits; got 5 characters",
         ),
         (
-            [*base, "--service-url", url, "--ca", ca],
-            where + "board esp32 needs Wi-Fi to claim: set the Wi-Fi SSID",
+            # No Wi-Fi at all is a board that provisions itself in the field; half of it is not.
+            [*base, "--service-url", url, "--ca", ca, "--wifi-password", "bench-pass"],
+            where + "a Wi-Fi password without an SSID: set the Wi-Fi SSID too",
+        ),
+        (
+            [*base, "--service-url", url, "--ca", ca, "--prov-pop", "has space"],
+            where + "config: prov_pop must be 1 to 64 printable ASCII characters, no spaces",
         ),
         (
             [*base, "--service-url", url, "--ca", ca, *wifi, "--max-attempts", "-1"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -10,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rmbench.boardsim import SimBoard, create_board, derive_identity, open_board
+from rmbench.boardsim import SIM_DIR, SimBoard, create_board, derive_identity, open_board
 from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter, MicroPythonError
 from rmbench.statusline import is_idf_log
+from rmbench.vboard.manager import free_port
 
 
 @pytest.fixture
@@ -375,6 +377,75 @@ print(json.dumps(out))
         "scan_idle": ["open-net", "rmbench", "wpa-202", "wpa-205"],
         "scan_inactive": "OSError: STA must be active",
     }
+
+
+def test_soft_ap_as_network_wlan_c(tmp_path: Path, mpy: Interpreter) -> None:
+    # MicroPython v1.28.0 ports/esp32/network_wlan.c over ESP-IDF: an AP's config() needs the
+    # AP active (esp_wifi_set_config), AP keys on the station say "AP required", a WPA2 AP
+    # needs a password of 8 or more, status('stations') lists (mac,) tuples, and the active AP
+    # is 192.168.4.1. Its port 80, bound through getaddrinfo, is the board's loopback port.
+    code = (
+        WIFI
+        + """
+import socket
+ap = network.WLAN(network.WLAN.IF_AP)
+run("config_inactive", lambda: ap.config(essid="PROV_x"))
+run("stations_inactive", lambda: ap.status("stations"))
+ap.active(True)
+run("config", lambda: ap.config(essid="PROV_abc123", authmode=0, max_clients=2))
+run("wpa2_short", lambda: ap.config(authmode=3, password="short"))
+run("on_station", lambda: w.config(essid="x"))
+run("stations_on_station", lambda: w.status("stations"))
+out["essid"] = ap.config("essid")
+out["authmode"] = ap.config("authmode")
+out["max_clients"] = ap.config("max_clients")
+out["stations"] = ap.status("stations")
+out["connected"] = ap.isconnected()
+out["ip"] = ap.ifconfig()[0]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(socket.getaddrinfo("0.0.0.0", 80)[0][-1])
+s.listen(1)
+print(json.dumps(out))
+c, _ = s.accept()
+c.send(b"hello from port 80")
+c.close()
+"""
+    )
+    board = create_board(tmp_path / "ap", "esp32s3", name="ap", softap_port=free_port())
+    assert board.softap is not None
+    host, port = board.softap.split(":")
+    env = dict(os.environ, RMBENCH_BOARD_DIR=str(board.directory))
+    argv = [*mpy.argv, "-c", "import json\n" + code]
+    env["MICROPYPATH"] = str(SIM_DIR)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("{"), line + proc.stdout.read()
+        got = json.loads(line)
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            assert conn.recv(100) == b"hello from port 80"
+        proc.wait(10)
+    assert got == {
+        "config_inactive": "OSError: Wifi Invalid Mode",
+        "stations_inactive": "OSError: Wifi Invalid Mode",
+        "config": None,
+        "wpa2_short": "OSError: Wifi Invalid Password",
+        "on_station": "OSError: AP required",
+        "stations_on_station": "OSError: AP required",
+        "essid": "PROV_abc123",
+        "authmode": 0,
+        "max_clients": 2,
+        "stations": [],
+        "connected": False,
+        "ip": "192.168.4.1",
+    }
+    board.update(ap_stations=["aabbccddeeff"])
+    code = (
+        "import network, json\nap = network.WLAN(network.WLAN.IF_AP)\nap.active(True)\n"
+        "print(json.dumps([[m.hex() for (m,) in ap.status('stations')], ap.isconnected()]))"
+    )
+    assert run_json(board, mpy, code) == [["aabbccddeeff"], True]
 
 
 def test_wlan_if_sta_arrived_in_1_23(tmp_path: Path, mpy: Interpreter) -> None:

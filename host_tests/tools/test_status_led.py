@@ -19,7 +19,7 @@ from rmbench.profiles import all_profiles
 SHOW = """
 import rmboot
 led = rmboot.LED(SPEC)
-for state in ("connecting", "claiming", "claimed", "error"):
+for state in ("provisioning", "connecting", "claiming", "claimed", "error"):
     led.state(state)
     led.set(True)
     led.set(True)  # no second write for the same colour
@@ -28,6 +28,7 @@ print(led.np is not None, led.pin)
 """
 # The colours rmboot shows, as the LED receives them (decoded from its G, R, B bytes).
 COLORS = {
+    "provisioning": (24, 0, 40),
     "connecting": (0, 0, 40),
     "claiming": (40, 24, 0),
     "claimed": (0, 40, 0),
@@ -81,7 +82,7 @@ def test_the_config_chooses_another_led(
         return
     assert {p for _, p, _ in rows} == {str(pin)}
     if kind == "rgb":
-        assert board.led_colors(pin)[1][1] == COLORS["connecting"]
+        assert board.led_colors(pin)[1][1] == COLORS["provisioning"]  # the first state shown
     else:
         assert [level for _, _, level in rows] == [0] + [1, 0] * len(COLORS)
 

@@ -9,9 +9,13 @@ DEFAULT_SERVICE_URL = "https://esp-claiming.rainmaker.espressif.com"
 # int, not a bool), "num" (int or float). Besides the claim's keys: claim_ca (a pinned PEM of
 # the CA that signs device certificates; without it the CA in the verify reply is used), and
 # what the firmware (firmware/rmboot.py) reads from the same file: wifi_ssid, wifi_password,
-# wifi_timeout_s (how long one join may take before the board says why it failed) and
-# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED); and what the
-# MQTT step after the claim (lib/rmnode) reads: mqtt_ca (PEM of the CA that signs the broker's
+# wifi_timeout_s (how long one join may take before the board says why it failed),
+# status_led ("rgb:PIN", "gpio:PIN" or "none"; default: the chip's DevKit LED); field
+# provisioning's, for a config without wifi_ssid (lib/rmprov): prov_pop (the proof of
+# possession; default: made once per board from its stored random bytes), prov_sec (1, or 0
+# on a bench: no encryption, no pop), prov_timeout_s (how long the soft-AP stays open) and
+# prov_name (its SSID; default PROV_ and the last 3 bytes of the MAC); and what the MQTT step
+# after the claim (lib/rmnode) reads: mqtt_ca (PEM of the CA that signs the broker's
 # certificate; without it the board opens no MQTT connection), mqtt_host (instead of the one
 # the claim stored), mqtt_port, mqtt_keepalive_s.
 _KEYS = (
@@ -34,6 +38,10 @@ _KEYS = (
     ("mqtt_host", "str", None),
     ("mqtt_port", "int", 8883),
     ("mqtt_keepalive_s", "int", 120),
+    ("prov_pop", "str", None),
+    ("prov_sec", "int", 1),
+    ("prov_timeout_s", "num", 1800),
+    ("prov_name", "str", None),
 )
 _MODES = ("self", "token", "auto")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
@@ -62,6 +70,10 @@ class Config:
     mqtt_host = None
     mqtt_port = 8883
     mqtt_keepalive_s = 120
+    prov_pop = None
+    prov_sec = 1
+    prov_timeout_s = 1800
+    prov_name = None
 
 
 def as_dict(cfg):
@@ -132,7 +144,12 @@ def load(source=None):
     _check_values(where, values)
     cfg = Config()
     for key in values:
-        setattr(cfg, key, values[key])
+        # Only what differs from the default goes into the instance (its dict stays small,
+        # and the claim holds it throughout); the class attribute answers for the rest.
+        v = values[key]
+        default = getattr(Config, key)
+        if v != default or type(v) is not type(default):
+            setattr(cfg, key, v)
     return cfg
 
 
@@ -184,6 +201,19 @@ def _check_values(where, v):
                 "%s: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got %r"
                 % (where, led)
             )
+    pop = v["prov_pop"]
+    if pop is not None and not (0 < len(pop) <= 64 and all(32 < ord(c) < 127 for c in pop)):
+        raise ConfigError(
+            "%s: prov_pop must be 1 to 64 printable ASCII characters, no spaces" % where
+        )
+    if v["prov_sec"] not in (0, 1):
+        raise ConfigError(
+            "%s: prov_sec must be 1 (or 0 on a bench; security 2 is not supported), got %r"
+            % (where, v["prov_sec"])
+        )
+    name = v["prov_name"]
+    if name is not None and not 0 < len(name.encode()) <= 32:
+        raise ConfigError("%s: prov_name must be 1 to 32 bytes (an SSID), got %r" % (where, name))
     # MQTT 3.1.1 carries both in 16 bits; a keep-alive of 0 (none) would leave a dead link
     # unnoticed (AWS IoT takes 30 to 1200 s).
     for key in ("mqtt_port", "mqtt_keepalive_s"):
@@ -191,7 +221,7 @@ def _check_values(where, v):
             raise ConfigError("%s: %s must be 1 to 65535, got %r" % (where, key, v[key]))
     if v["mqtt_host"] is not None and (not v["mqtt_host"] or "/" in v["mqtt_host"]):
         raise ConfigError("%s: mqtt_host must be a host name, got %r" % (where, v["mqtt_host"]))
-    for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s"):
+    for key in ("backoff_base_s", "timeout_s", "wifi_timeout_s", "prov_timeout_s"):
         if not v[key] > 0:
             raise ConfigError("%s: %s must be more than 0, got %r" % (where, key, v[key]))
     if v["backoff_cap_s"] < v["backoff_base_s"]:

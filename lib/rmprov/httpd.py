@@ -13,6 +13,10 @@
 # - bodies must have a Content-Length from 1 to 4096 bytes (MAX_REQ_BODY_LEN);
 # - one connection at a time (max_open_sockets = 1 with LRU purge): a new connection closes
 #   the one being served.
+# Ours, not protocomm's: a handshake the session refuses (a wrong pop fails security 1's
+# command 1) shuts prov-session for a while: 1 s after the first refusal, doubling with each
+# one after it up to 32 s, answered 429 meanwhile; a completed handshake resets it. A pop of
+# 8 hex digits then takes years to guess.
 # A request that fails (bad HTTP, unknown endpoint, over a limit, a handler or session error,
 # a peer too slow) gets an error status when one can still be sent, and its connection is
 # closed; the server carries on, its state unchanged but for the session's own rules.
@@ -27,8 +31,11 @@ import time
 from micropython import const
 
 from rmprov import session
+from rmprov.errors import SecurityError
 
 _HEAD = const(1024)  # request line and headers, bytes
+_PENALTY_MS = const(1000)  # prov-session shut after the first refused handshake
+_PENALTY_MAX_MS = const(32000)
 _IDLE_MS = const(30000)  # an idle keep-alive connection is closed after this
 _BY_FD = sys.implementation.name != "micropython"  # CPython's poll reports file descriptors
 
@@ -59,7 +66,8 @@ class _Refuse(Exception):
 
 class Server:
     # Server(handlers, security=1, pop=b"", version=b"", port=80): handlers maps endpoint names
-    # to callables taking the decrypted request bytes and returning the reply bytes. random(n)
+    # to callables taking the decrypted request bytes and returning the reply bytes; version
+    # is the proto-ver text, or a callable returning it (asked at each request). random(n)
     # gives session ids and (through the session) key material: os.urandom by default, which
     # is a PRNG on an ESP32 until the radio is on.
 
@@ -82,7 +90,9 @@ class Server:
         self.handlers = handlers
         self.security = security
         self.pop = pop
-        self.version = version.encode() if isinstance(version, str) else bytes(version)
+        if isinstance(version, str):
+            version = version.encode()
+        self.version = version if callable(version) else bytes(version)
         self.port = port
         self.host = host
         self.max_body = max_body
@@ -95,6 +105,9 @@ class Server:
         self.session = None  # the current security session
         self._sid = None  # its cookie id
         self._owner = None  # the connection that started it
+        self._refusals = 0  # handshakes refused since the last one that completed
+        self._shut_at = 0  # when the last one was refused (ticks ms) ...
+        self._shut_ms = 0  # ... and for how long prov-session answers 429 since
         # requests answered, requests refused, sessions started, connections accepted
         self.stats = [0, 0, 0, 0]
         self.last_error = None  # why the last refused request was refused (text)
@@ -202,7 +215,10 @@ class Server:
 
     def _dispatch(self, conn, endpoint, body, cookie):
         handler = None
-        if endpoint != "proto-ver" and endpoint != "prov-session":
+        if endpoint == "prov-session":
+            if self._refusals and _since(self._shut_at) < self._shut_ms:
+                raise _Refuse(429, "handshake refused recently; try again later")
+        elif endpoint != "proto-ver":
             handler = self.handlers.get(endpoint)
             if handler is None:
                 raise _Refuse(404, "no endpoint")
@@ -221,12 +237,22 @@ class Server:
             self.stats[2] += 1
             new_sid = self._sid
         if endpoint == "proto-ver":
-            return self.version, new_sid
+            version = self.version
+            return (version() if callable(version) else version), new_sid
         s = self.session
         if s is None:
             raise _Refuse(500, "no session")
         if handler is None:
-            return s.handle(body), new_sid
+            try:
+                reply = s.handle(body)
+            except SecurityError:
+                self._refusals += 1
+                self._shut_ms = min(_PENALTY_MS << min(self._refusals - 1, 5), _PENALTY_MAX_MS)
+                self._shut_at = _ms()
+                raise
+            if s.established:
+                self._refusals = 0
+            return reply, new_sid
         return s.encrypt(handler(s.decrypt(body))), new_sid
 
     def _reply(self, conn, status, body, sid, close):

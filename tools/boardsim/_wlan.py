@@ -21,6 +21,23 @@
 # password here shows only CONNECTING (the harsher case); an access point can say 202 or 205
 # instead (board.json "aps": "auth_fail_reason").
 #
+# The soft-AP (ports/esp32/network_wlan.c v1.28.0, same since v1.23.0): config() with keyword
+# arguments ends in esp_wifi_set_config, which "can be called only when specified interface is
+# enabled" (ESP-IDF v5.5.1 esp_wifi.h), so an AP's config before active(True) fails
+# (ESP_ERR_WIFI_MODE, "Wifi Invalid Mode"; micropython issue #7504); AP keys (essid/ssid,
+# password/key, authmode/security, hidden, max_clients) on the station give "AP required"
+# (require_if, after the loop); a WPA/WPA2 soft-AP needs a password of 8 to 63 characters
+# (ESP_ERR_WIFI_PASSWORD, "Wifi Invalid Password"); WEP is no soft-AP mode
+# (esp_wifi_types_generic.h v5.5.1, wifi_ap_config_t.authmode; ESP_ERR_INVALID_ARG, "Wifi
+# Unknown Error 0x0102" in #7504).
+# The driver's defaults before any config (open, channel 1, 4 stations here) are not in the
+# sources read: nothing should rely on them. status('stations') lists the joined
+# stations as (mac,) tuples (esp_wifi_ap_get_sta_list: ESP_ERR_WIFI_MODE with the AP off) and
+# isconnected() on the AP is whether there is one. Which stations have joined is the host's to
+# say (board.json "ap_stations": MACs as hex); the AP's HTTP server is reached on a loopback
+# port instead (board.json "softap_port", see the socket double). ifconfig() of an active
+# AP is ESP-IDF's default soft-AP address, 192.168.4.1/24 (esp_netif_defaults.c, v5.5.1).
+#
 # board.json "aps" lists the access points in range: ssid, password (None: open), rssi,
 # channel, auth_fail_reason; "wifi_faults": {"no_ap_attempts": N} makes the first N attempts
 # after each connect() find no access point (reason 201), as a first scan that misses the
@@ -62,9 +79,15 @@ def _aps():
     return aps or []
 
 
+def _bytes(v):
+    # connect() takes str or bytes (mp_obj_str_get_data): the radio compares bytes.
+    return v if isinstance(v, (bytes, bytearray)) else (v or "").encode()
+
+
 def _find(ssid):
+    ssid = _bytes(ssid)
     for ap in _aps():
-        if ap["ssid"] == ssid:
+        if ap["ssid"].encode() == ssid:
             return ap
     return None
 
@@ -78,7 +101,7 @@ def _advance(s):
         faults = _boardsim.board().get("wifi_faults") or {}
         if ap is None or s[_ATTEMPT] < faults.get("no_ap_attempts", 0):
             took, reason = _SCAN_MS, _NO_AP_FOUND
-        elif ap.get("password") and ap["password"] != s[_KEY]:
+        elif ap.get("password") and ap["password"].encode() != _bytes(s[_KEY]):
             took, reason = _AUTH_MS, ap.get("auth_fail_reason", _HANDSHAKE_TIMEOUT)
         else:
             took, reason = _ASSOC_MS, 0
@@ -142,6 +165,12 @@ def status(w, param=None):
         if ap is None:
             raise OSError("Wifi Not Connected")
         return ap.get("rssi", -52)
+    if param == "stations":
+        if w._if == 0:
+            raise OSError("AP required")
+        if not s[_ACTIVE]:
+            raise OSError("Wifi Invalid Mode")
+        return [(bytes.fromhex(m),) for m in _boardsim.board().get("ap_stations") or ()]
     if param is not None:
         raise ValueError("unknown status param")
     if w._if != 0:
@@ -162,6 +191,8 @@ def status(w, param=None):
 
 
 def isconnected(w):
+    if w._if != 0:
+        return w._s[_ACTIVE] and bool(_boardsim.board().get("ap_stations"))
     _advance(w._s)
     return w._s[_CONNECTED]
 
@@ -191,12 +222,51 @@ def scan(w):
     return out
 
 
+_AP_KEYS = ("essid", "ssid", "password", "key", "authmode", "security", "hidden", "max_clients")
+
+
+def _ap_config(w, s, kwargs):
+    # The soft-AP's settings (see the top): kept in _boardsim.radios["ap"], as the driver keeps
+    # them; essid and password in the interface's ssid and key slots.
+    ap = _boardsim.radios.setdefault("ap", {"authmode": 0, "channel": 1, "max_clients": 4})
+    new = dict(ap)
+    ssid, key = s[_SSID], s[_KEY]
+    for name, value in kwargs.items():
+        if name == "essid" or name == "ssid":
+            ssid = str(value)[:32]
+        elif name == "password" or name == "key":
+            key = str(value)[:63]
+        elif name == "security":
+            new["authmode"] = int(value)
+        elif name != "channel" and name != "reconnects":
+            new[name] = int(value)
+    if w._if == 0 and any(k in _AP_KEYS for k in kwargs):
+        raise OSError("AP required")
+    if w._if != 0:
+        if not s[_ACTIVE]:
+            raise OSError("Wifi Invalid Mode")
+        if new["authmode"] == 1:  # WEP: not a soft-AP mode (ESP_ERR_INVALID_ARG)
+            raise RuntimeError("Wifi Unknown Error 0x0102")
+        if new["authmode"] and not 8 <= len(key or "") <= 63:
+            raise OSError("Wifi Invalid Password")
+        ap.update(new)
+        s[_SSID], s[_KEY] = ssid, key
+
+
 def config(w, *args, **kwargs):
     s = w._s
     if kwargs:
+        if args:
+            raise TypeError("either pos or kw args are allowed")
+        if "channel" in kwargs and w._if != 0:
+            _boardsim.radios.setdefault("ap", {"authmode": 0, "channel": 1, "max_clients": 4})
+            _boardsim.radios["ap"]["channel"] = int(kwargs["channel"])
         if "reconnects" in kwargs:
+            if w._if != 0:
+                raise OSError("STA required")
             n = kwargs["reconnects"]
             s[_CONF] = 0 if n < 0 else n + 1
+        _ap_config(w, s, kwargs)
         return None
     if args == ("mac",):
         mac = bytearray(bytes.fromhex(_boardsim.board()["mac"]))
@@ -204,9 +274,13 @@ def config(w, *args, **kwargs):
             mac[5] = (mac[5] + 1) & 0xFF  # the soft-AP MAC is the base MAC + 1
         return bytes(mac)
     if args == ("ssid",) or args == ("essid",):
-        return s[_SSID] or ""
+        ssid = s[_SSID] or ""
+        return ssid.decode() if isinstance(ssid, (bytes, bytearray)) else ssid
     if args == ("reconnects",):
         return s[_CONF] - 1
+    if args and args[0] in ("authmode", "security", "hidden", "max_clients", "channel"):
+        ap = _boardsim.radios.get("ap") or {"authmode": 0, "channel": 1, "max_clients": 4}
+        return ap.get("authmode" if args[0] == "security" else args[0], 0)
     if args == ("hostname",) or args == ("dhcp_hostname",):
         return "esp32"
     raise ValueError("unknown config param")

@@ -538,4 +538,69 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         ("host_tests/service/test_rainmaker_cli_node.py",),
     ),
+    # --- field provisioning (lib/rmprov, issue 11) ------------------------------------------
+    Mutation(
+        "prov-credentials-before-join",
+        "field provisioning saves the Wi-Fi credentials when they are applied, before the join",
+        (
+            Edit(
+                "lib/rmprov/field.py",
+                "        sta.connect(self.trying[0], self.trying[1])\n",
+                "        sta.connect(self.trying[0], self.trying[1])\n"
+                "        saved.save_wifi(self.trying[0], self.trying[1])\n",
+            ),
+        ),
+        ("host_tests/device/prov/test_field.py", "-k", "failed_joins"),
+    ),
+    Mutation(
+        "chresp-unblinded",
+        "challenge-response multiplies G by the nonce itself (no shares)",
+        (
+            Edit(
+                "lib/rmclaim/p256blind.py",
+                "        r = _r(k, random)\n",
+                "        X, _, Z = p256._mul_g(k)\n"
+                "        r = X * p256._inv(Z * Z % _P, _P) % _P % n\n",
+            ),
+        ),
+        ("host_tests/device/test_p256blind.py", "-k", "never_see"),
+    ),
+    Mutation(
+        "chresp-no-gap",
+        "challenge-response signs as fast as it is asked",
+        (
+            Edit(
+                "lib/rmprov/endpoints.py",
+                "time.ticks_diff(now, p.signed_at) >= _SIGN_GAP_MS",
+                "True",
+            ),
+        ),
+        ("host_tests/device/prov/test_field.py", "-k", "claimed_board"),
+    ),
+    Mutation(
+        "prov-wrong-pop-unlimited",
+        "a refused handshake does not shut prov-session for a while",
+        (
+            Edit(
+                "lib/rmprov/httpd.py",
+                "            if self._refusals and _since(self._shut_at) < self._shut_ms:",
+                "            if False:",
+            ),
+        ),
+        ("host_tests/device/prov/test_httpd.py", "-k", "wrong_pop"),
+    ),
+    Mutation(
+        "prov-modules-stay",
+        "rmboot leaves rmprov's modules loaded for the claim",
+        (
+            Edit(
+                "firmware/rmboot.py",
+                '            if name.startswith("rmprov."):\n'
+                "                sys.modules.pop(name)\n",
+                '            if name.startswith("rmprov.") and False:\n'
+                "                sys.modules.pop(name)\n",
+            ),
+        ),
+        ("host_tests/device/prov/test_field.py", "-k", "firmware_step"),
+    ),
 )

@@ -7,7 +7,8 @@ named by RMBENCH_BOARD_DIR:
 - board.json     what the board is: profile name, the MicroPython release it runs and what
                  that reports (os.uname(), sys.implementation), base MAC, the 16-byte
                  OPTIONAL_UNIQUE_ID and its eFuse address, the access points in range, its
-                 LED, whether its firmware has the bluetooth module;
+                 LED, whether its firmware has the bluetooth module, and the loopback port
+                 that stands for its soft-AP's 192.168.4.1:80 (softap_port);
 - nvs.json       NVS contents; esp32.NVS writes through, as ESP-IDF 5 does (each set_blob,
                  set_i32, erase_key is stored when it returns; commit() does nothing);
 - pins.log       every pin level change, "<epoch ms> <pin> <level>" per line, and what
@@ -81,6 +82,12 @@ class SimBoard:
     wifi: tuple[str, str] | None
     firmware: str = DEFAULT_RELEASE  # the MicroPython release it runs (rmbench.releases)
     bluetooth: bool = True
+    softap_port: int | None = None  # the loopback port standing for its soft-AP's 192.168.4.1:80
+
+    @property
+    def softap(self) -> str | None:
+        """HOST:PORT of the board's port 80 as its soft-AP clients reach it, or None."""
+        return None if self.softap_port is None else f"127.0.0.1:{self.softap_port}"
 
     def env(self) -> dict[str, str]:
         """Environment variables that point tools/boardsim at this board."""
@@ -92,7 +99,7 @@ class SimBoard:
 
     def update(self, **fields: Any) -> None:
         """Change board.json (the doubles read it at each use): e.g. `aps`, `wifi_faults`,
-        `ntp_fault`, `idf_log` (see tools/boardsim)."""
+        `ntp_fault`, `idf_log`, `ap_stations` (see tools/boardsim)."""
         path = self.directory / "board.json"
         data = json.loads(path.read_text())
         data.update(fields)
@@ -226,6 +233,7 @@ def create_board(
     firmware: str | Release | None = None,
     bluetooth: bool | None = None,
     wlan: bool | None = None,
+    softap_port: int | None = None,
 ) -> SimBoard:
     """Create (or re-describe) a board state directory; existing NVS contents are kept.
 
@@ -239,6 +247,8 @@ def create_board(
             MicroPython build).
         wlan: whether its build has network.WLAN (None: as the profile's; False with no
             bluetooth makes a build with no radio at all).
+        softap_port: the loopback port the board's port 80 is bound to (its soft-AP's
+            192.168.4.1:80, see tools/boardsim/socket.py), or None (no server reachable).
     A profile without Wi-Fi (the H2 build) gets no WLAN regardless of `wifi`.
     Raises:
         ValueError: a bad MAC or unique id.
@@ -278,9 +288,12 @@ def create_board(
         "aps": access_points,
         "led": None if prof.led is None else {"kind": prof.led.kind, "pin": prof.led.pin},
         "bluetooth": bluetooth,
+        "softap_port": softap_port,
     }
     (directory / "board.json").write_text(json.dumps(board, indent=2) + "\n")
-    return SimBoard(directory, prof, name, mac, unique_id, wifi, release.name, bluetooth)
+    return SimBoard(
+        directory, prof, name, mac, unique_id, wifi, release.name, bluetooth, softap_port
+    )
 
 
 def open_board(directory: Path) -> SimBoard:
@@ -296,4 +309,5 @@ def open_board(directory: Path) -> SimBoard:
         None if wifi is None else (wifi["ssid"], wifi["password"]),
         (data.get("firmware") or {}).get("name", DEFAULT_RELEASE),
         bool(data.get("bluetooth", True)),
+        data.get("softap_port"),
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from rmbench.demo import DEFAULT_WORKDIR, run_demo
-from rmbench.errors import BenchError
+from rmbench.demo_field import DEFAULT_WORKDIR as FIELD_WORKDIR
+from rmbench.demo_field import run_field_demo
+from rmbench.errors import BenchError, UsageError
 from rmbench.statusline import StatusLine
 
 
@@ -18,9 +21,22 @@ def args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workdir",
         type=Path,
-        default=DEFAULT_WORKDIR,
+        default=None,
         metavar="DIR",
-        help=f"the demo's folder, emptied first (default {DEFAULT_WORKDIR})",
+        help=f"the demo's folder, emptied first (default {DEFAULT_WORKDIR}, or "
+        f"{FIELD_WORKDIR} with --field)",
+    )
+    p.add_argument(
+        "--field",
+        action="store_true",
+        help="the field story instead: a board with no Wi-Fi provisioned over its soft-AP by "
+        "esp-rainmaker-cli's own client, then claimed",
+    )
+    p.add_argument(
+        "--claimed-first",
+        action="store_true",
+        help="with --field: the board is claimed at the bench first, and the CLI's provision "
+        "command maps it to a user by challenge-response",
     )
 
 
@@ -38,7 +54,11 @@ def do_demo(args: argparse.Namespace) -> int:
     def show(line: StatusLine) -> None:
         print(f"  board> {line.line}", flush=True)
 
-    r = run_demo(args.board, workdir=args.workdir, emit=say, on_status=show)
+    if args.field:
+        return _field(args, say, show)
+    if args.claimed_first:
+        raise UsageError("--claimed-first goes with --field")
+    r = run_demo(args.board, workdir=args.workdir or DEFAULT_WORKDIR, emit=say, on_status=show)
     way = "self-claimed (eFuse challenge-response)" if r.mode == "self" else "claimed with a token"
     print()
     print(f"{r.board} {r.mac} {way} on first boot:")
@@ -60,4 +80,27 @@ def do_demo(args: argparse.Namespace) -> int:
     print("  reboot       identity read from NVS, no claim: " + " ".join(r.second_boot_steps))
     print("               (the mapping request, acknowledged on the first boot, not sent again)")
     print(f"everything the demo started is stopped; logs in {args.workdir}")
+    return 0
+
+
+def _field(
+    args: argparse.Namespace, say: Callable[[str], None], show: Callable[[StatusLine], None]
+) -> int:
+    workdir = args.workdir or FIELD_WORKDIR
+    r = run_field_demo(
+        args.board, claimed_first=args.claimed_first, workdir=workdir, emit=say, on_status=show
+    )
+    print()
+    print(f"{r.board} {r.mac} provisioned in the field by esp-rainmaker-cli:")
+    print(f"  soft-AP      {r.soft_ap} (192.168.4.1:80 here at {r.address}), pop {r.pop}")
+    for line in r.cli_lines:
+        print(f"  cli>         {line}")
+    print(f"  joined       CmdApplyConfig to stored credentials in {r.apply_ms} ms")
+    print(f"  node id      {r.node_id}")
+    if r.mapping == "challenge_response":
+        print(f"  mapped       to user {r.user_id} by challenge-response (no MQTT needed)")
+    else:
+        print(f"  user mapping user {r.user_id} and its secret key kept for the MQTT step")
+    print(f"  boot steps   {' '.join(r.steps)}")
+    print(f"everything the demo started is stopped; logs in {workdir}")
     return 0

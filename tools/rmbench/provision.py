@@ -32,10 +32,11 @@ except ConfigError as e:
 
 
 def _check_wifi(p: ClaimConfig, profile: BoardProfile) -> None:
+    # No Wi-Fi in the config: a board with Wi-Fi provisions itself in the field (lib/rmprov).
     if p.wifi_ssid is None and p.wifi_password is None:
-        if profile.wifi:
-            raise UsageError(f"board {profile.name} needs Wi-Fi to claim: set the Wi-Fi SSID")
         return
+    if p.wifi_ssid is None:
+        raise UsageError("a Wi-Fi password without an SSID: set the Wi-Fi SSID too")
     if not profile.wifi:
         raise UsageError(f"board {profile.name} has no Wi-Fi; leave out the Wi-Fi settings")
     ssid = p.wifi_ssid or ""

@@ -48,6 +48,10 @@ def test_defaults(interp: Interpreter) -> None:
         "wifi_password": None,
         "wifi_timeout_s": 15,
         "status_led": None,
+        "prov_pop": None,
+        "prov_sec": 1,
+        "prov_timeout_s": 1800,
+        "prov_name": None,
         "mqtt_ca": None,
         "mqtt_host": None,
         "mqtt_port": 8883,
@@ -71,6 +75,10 @@ def test_every_key_set(interp: Interpreter) -> None:
         "wifi_password": "pw",
         "wifi_timeout_s": 30,
         "status_led": "rgb:38",
+        "prov_pop": "abcd1234",
+        "prov_sec": 0,
+        "prov_timeout_s": 600,
+        "prov_name": "PROV_bench",
         "mqtt_ca": CA,
         "mqtt_host": "a1b2c3-ats.iot.us-east-1.amazonaws.com",
         "mqtt_port": 443,
@@ -80,14 +88,15 @@ def test_every_key_set(interp: Interpreter) -> None:
     assert res["ok"] == full
 
 
+BAD_POP = "config: prov_pop must be 1 to 64 printable ASCII characters, no spaces"
 # (config changes, the exact message)
 BAD: list[tuple[dict[str, Any], str]] = [
     (
         {"colour": "red"},
         "config: unknown key 'colour'; known keys: service_url, ca, claim_ca, "
         "mode, access_token, allow_insecure_http, max_attempts, backoff_base_s, backoff_cap_s, "
-        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led, mqtt_ca, "
-        "mqtt_host, mqtt_port, mqtt_keepalive_s",
+        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led, prov_pop, "
+        "prov_sec, prov_timeout_s, prov_name, mqtt_ca, mqtt_host, mqtt_port, mqtt_keepalive_s",
     ),
     ({"service_url": 5}, "config: service_url must be a string, got 5"),
     ({"ca": ["x"]}, "config: ca must be a string, got ['x']"),
@@ -108,6 +117,23 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"wifi_ssid": 3}, "config: wifi_ssid must be a string, got 3"),
     ({"wifi_password": False}, "config: wifi_password must be a string, got False"),
     ({"wifi_timeout_s": 0}, "config: wifi_timeout_s must be more than 0, got 0"),
+    ({"prov_pop": ""}, "config: prov_pop must be 1 to 64 printable ASCII characters, no spaces"),
+    (
+        {"prov_pop": "a b"},
+        "config: prov_pop must be 1 to 64 printable ASCII characters, no spaces",
+    ),
+    ({"prov_pop": "é"}, "config: prov_pop must be 1 to 64 printable ASCII characters, no spaces"),
+    (
+        {"prov_sec": 2},
+        "config: prov_sec must be 1 (or 0 on a bench; security 2 is not supported), got 2",
+    ),
+    ({"prov_sec": True}, "config: prov_sec must be an integer, got True"),
+    ({"prov_timeout_s": 0}, "config: prov_timeout_s must be more than 0, got 0"),
+    ({"prov_name": ""}, "config: prov_name must be 1 to 32 bytes (an SSID), got ''"),
+    (
+        {"prov_name": "x" * 33},
+        "config: prov_name must be 1 to 32 bytes (an SSID), got '" + "x" * 33 + "'",
+    ),
     (
         {"status_led": "rgb"},
         "config: status_led must be rgb:PIN, gpio:PIN (PIN 0 to 48) or none, got 'rgb'",

@@ -209,23 +209,31 @@ def test_the_clis_provision_flow_over_loopback(
 def test_wrong_pop_fails_and_the_board_stays_provisionable(
     mpy: Interpreter, prov_lib: Path, cli_python: Path, tmp_path: Path, sec: int
 ) -> None:
+    # A refused handshake shuts prov-session for a second (then 2, 4, ... 32 s): a client
+    # right after it is refused with 429, one a second later is served.
     with running_device(mpy, prov_lib, tmp_path, pop="abcd1234", sec=sec) as (device, report):
         wrong = cli(
             cli_python, scenario="session", address=device.address, pop="abcd9999", sec=sec
         )
+        t0 = time.monotonic()
+        hello = b"\x10\x01" if sec else b"\x52\x03\xa2\x01\x00"  # a command 0 / Sec0 hello
+        soon = status_of(exchange(device.address, post("prov-session", hello)))
+        time.sleep(max(0.0, 1.1 - (time.monotonic() - t0)))
         right = cli(
             cli_python, scenario="session", address=device.address, pop="abcd1234", sec=sec
         )
     assert json.loads(right["version"]) == VERSION
     if sec == 1:
         assert wrong["session"] == "RuntimeError: Server responded with error code 500"
+        assert soon == 429
     else:
         assert wrong["session"] is True  # security 0 has no pop
+        assert soon == 200
     assert right["session"] is True
     assert right["status"] == "connected"
     assert right["assoc"] == [0, "VtXfecXiRKazHoBZkkLAHX"]
     assert right["cookie"].startswith("session=")
-    assert report["stats"][2] == 2  # a new session for each client
+    assert report["stats"][2] == (2 if sec else 3)  # a new session for each client (429: none)
 
 
 def test_client_gone_mid_handshake_then_a_new_client(

@@ -66,9 +66,10 @@ def do_start(args: argparse.Namespace) -> int:
         wifi=(args.wifi_ssid, args.wifi_password),
     )
     print(info.pty)
+    print(f"softap={info.softap}")
     print(
         f"{info.name}: virtual {info.board} (MicroPython v{get_release(info.firmware).release}, "
-        f"MAC {info.mac}) on {info.pty}; "
+        f"MAC {info.mac}) on {info.pty}; its soft-AP's 192.168.4.1:80 is {info.softap}; "
         f"files in {info.fs_dir}; stop with: rmbench vboard stop {info.name}",
         file=sys.stderr,
     )
@@ -111,11 +112,15 @@ def do_list(args: argparse.Namespace) -> int:
     if not boards:
         print(f"no virtual boards in {vboard.state_root(args.state_dir)}")
         return 0
-    print(f"{'NAME':16} {'BOARD':9} {'FIRMWARE':9} {'STATE':8} {'PORT':12} {'MAC':12} BOOTS")
+    print(
+        f"{'NAME':16} {'BOARD':9} {'FIRMWARE':9} {'STATE':8} {'PORT':12} {'MAC':12} "
+        f"{'BOOTS':5} SOFTAP"
+    )
     for b in boards:
+        softap = f"softap={b.softap}" if b.softap and b.running else "-"
         print(
             f"{b.name:16} {b.board:9} {b.firmware:9} {b.state:8} {b.pty or '-':12} "
-            f"{b.mac:12} {b.boots}"
+            f"{b.mac:12} {b.boots:<5} {softap}"
         )
     return 0
 

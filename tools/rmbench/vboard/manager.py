@@ -53,6 +53,7 @@ class VBoardInfo:
     last_reset: str
     mac: str
     firmware: str  # the MicroPython release it runs ("1.28", "preview")
+    softap: str = ""  # "127.0.0.1:PORT": its soft-AP's 192.168.4.1:80 as the host reaches it
 
     @property
     def running(self) -> bool:
@@ -121,6 +122,7 @@ def _read_info(directory: Path) -> VBoardInfo | None:
         last_reset=data["last_reset"],
         mac=data["mac"],
         firmware=data.get("firmware", sim_firmware(directory)),
+        softap=data.get("softap") or "",
     )
 
 
@@ -145,7 +147,16 @@ def _stopped_info(sim: SimBoard) -> VBoardInfo:
         "",
         sim.mac,
         sim.firmware,
+        sim.softap or "",
     )
+
+
+def free_port() -> int:
+    """A loopback TCP port free now (for a board's soft-AP server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _free_name(root: Path, profile: BoardProfile) -> str:
@@ -186,6 +197,9 @@ def start(
             that release has the board); its os.uname(), sys.implementation and banner.
         detach: keep running after this process ends (`rmbench vboard start`); False ties the
             board to this process, so a crash or kill of it stops the board too.
+    Its port 80 (the soft-AP's HTTP server, 192.168.4.1:80 on a board) is a loopback port
+    free at start (board.json softap_port; `VBoardInfo.softap`).
+
     Returns:
         The board, with the /dev/pts/N path that `mpremote connect` takes.
     Raises:
@@ -222,6 +236,7 @@ def start(
             unique_id=unique_id,
             wifi=wifi,
             firmware=firmware,
+            softap_port=free_port(),
         )
     except ValueError as e:
         raise UsageError(str(e), board=name) from e

@@ -218,6 +218,7 @@ class Supervisor:
             "board_pid": self.proc.pid if self.proc else None,
             "mac": self.sim.mac,
             "firmware": self.sim.firmware,
+            "softap": self.sim.softap,
         }
         path = self.dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
