@@ -95,8 +95,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"colour": "red"},
         "config: unknown key 'colour'; known keys: service_url, ca, claim_ca, "
         "mode, access_token, allow_insecure_http, max_attempts, backoff_base_s, backoff_cap_s, "
-        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led, prov_pop, "
-        "prov_sec, prov_timeout_s, prov_name, mqtt_ca, mqtt_host, mqtt_port, mqtt_keepalive_s",
+        "timeout_s, matter, wifi_ssid, wifi_password, wifi_timeout_s, status_led, mqtt_ca, "
+        "mqtt_host, mqtt_port, mqtt_keepalive_s, prov_pop, prov_sec, prov_timeout_s, prov_name",
     ),
     ({"service_url": 5}, "config: service_url must be a string, got 5"),
     ({"ca": ["x"]}, "config: ca must be a string, got ['x']"),
