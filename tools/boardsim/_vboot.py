@@ -15,6 +15,8 @@
 import os
 import sys
 
+import micropython
+
 
 def _mark(event):
     sys.stdout.write("\x1b]rmvb:" + event + "\x07")
@@ -117,6 +119,18 @@ def _mount():
     sys.modules["sys"] = _sys
 
 
+def _unlock_heap():
+    # The Unix port raises KeyboardInterrupt straight from its SIGINT handler
+    # (MICROPY_ASYNC_KBD_INTR, ports/unix/unix_mphal.c), which is how a Ctrl-C reaches running
+    # code here; landing inside a garbage collection, it leaves the heap locked, and the next
+    # allocation fails ("heap is locked", then a fatal error). A board's UART schedules its
+    # interrupt instead. So the lock depth is set back to 0 here, allocating nothing: lock once
+    # more, then unlock until heap_unlock reports 0.
+    micropython.heap_lock()
+    while micropython.heap_unlock():
+        pass
+
+
 def _print_exception(e):
     # As the board's pyexec prints it, without this file's frame.
     import io
@@ -140,6 +154,7 @@ def _run(name, g):
     except SystemExit:
         return False
     except BaseException as e:  # the REPL must come up whatever the script raised
+        _unlock_heap()
         _print_exception(e)
     return True
 
