@@ -166,7 +166,8 @@ def test_fault_command_needs_a_target(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "fault", "--state-dir", str(tmp_path), "chunked")
     assert (code, err) == (
         1,
-        f"rmbench: fault: no server is running on {tmp_path} (no server.json)\n",
+        f"rmbench: fault: no local service is running on {tmp_path} (no server.json)\n"
+        "rmbench: hint: start one: rmbench serve --state-dir DIR\n",
     )
 
 

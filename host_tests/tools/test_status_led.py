@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rmbench import FIRMWARE_DIR
 from rmbench.boardsim import SimBoard, create_board
-from rmbench.deploy_cli import add_config_arguments, config_from_args
+from rmbench.commands.deploy import add_config_arguments, config_from_args
 from rmbench.errors import UsageError
 from rmbench.micropython import Interpreter
 from rmbench.profiles import all_profiles

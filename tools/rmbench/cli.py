@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from rmbench import __version__
-from rmbench import demo_cli as demo
-from rmbench import deploy_cli as dep
-from rmbench import factory_cli as fac
+from rmbench.commands import demo
+from rmbench.commands import deploy as dep
+from rmbench.commands import factory as fac
+from rmbench.commands import service as svc
+from rmbench.commands import vboard as vb
 from rmbench.errors import BenchError, UsageError
 from rmbench.profiles import all_profiles
-from rmbench.service import commands as svc
-from rmbench.vboard import commands as vb
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -209,7 +209,11 @@ def config_json(config: Mapping[str, Any] | ClaimConfig) -> bytes:
 
 @dataclass(frozen=True)
 class ClaimConfig:
-    """What /rmclaim.json holds (rmclaim's config keys); None leaves a key to its default."""
+    """What /rmclaim.json holds (rmclaim's config keys); None leaves a key to its default.
+
+    Its rules are the device library's own: rmbench.provision.validate runs rmclaim.config on
+    it before anything is written.
+    """
 
     service_url: str
     ca: str | None = None
@@ -235,39 +239,9 @@ class ClaimConfig:
     mqtt_port: int | None = None
     mqtt_keepalive_s: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.mode is not None and self.mode not in ("self", "token", "auto"):
-            raise UsageError(f"mode must be self, token or auto, got {self.mode!r}")
-        if self.mode == "token" and not self.access_token:
-            raise UsageError("mode token needs an access token (--token)")
-        if self.service_url.startswith("https://") and self.ca is None:
-            raise UsageError(
-                "an https service needs the CA that signs its certificate",
-                hint="give --ca FILE, or --service-dir DIR of a local service",
-            )
-        if not self.service_url.startswith(("https://", "http://")):
-            raise UsageError(f"service URL must start with https://, got {self.service_url!r}")
-
     def as_dict(self) -> dict[str, Any]:
         """The JSON object, without the keys left to their defaults."""
         return {k: v for k, v in vars(self).items() if v is not None}
-
-
-def local_service(state_dir: Path) -> tuple[str, str]:
-    """The URL and server CA (PEM) of a local claiming service (`rmbench serve`) state dir.
-
-    Raises:
-        UsageError: the folder holds no running service's server.json or no server CA.
-    """
-    try:
-        info = json.loads((state_dir / "server.json").read_text())
-        ca_pem = (state_dir / "server-ca.pem").read_text()
-    except (OSError, ValueError) as e:
-        raise UsageError(
-            f"{state_dir} is not the state folder of a started local service ({e})",
-            hint="start one: rmbench serve --state-dir DIR",
-        ) from e
-    return str(info["url"]), ca_pem
 
 
 # Read on the board: .mpy version, MicroPython version and machine string (one round trip).

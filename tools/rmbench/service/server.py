@@ -19,7 +19,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rmbench.errors import ServiceError, UsageError
-from rmbench.service import ca
+from rmbench.service import SERVER_INFO, ca
 from rmbench.service.app import create_app
 from rmbench.service.faults import FaultQueue
 from rmbench.service.logic import ClaimService, Settings
@@ -27,7 +27,6 @@ from rmbench.service.store import Store
 
 LOCK_FILE = "serve.lock"
 # Written while a server runs: its URL and pid, for `rmbench fault --state-dir`.
-SERVER_INFO = "server.json"
 
 
 class _Protocol(H11Protocol):

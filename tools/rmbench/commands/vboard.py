@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 from rmbench import vboard
 from rmbench.boardsim import DEFAULT_WIFI
+from rmbench.commands.options import add_state_dir
 from rmbench.errors import UsageError
 from rmbench.profiles import get_profile
 from rmbench.releases import DEFAULT_RELEASE, get_release, release_names
@@ -18,12 +18,8 @@ CUT_AT = re.compile(r"nvs:[1-9][0-9]*(:before|:after)?")
 
 
 def _state_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="folder holding one folder per board (default build/vboards, or $RMBENCH_VBOARD_DIR)",
+    add_state_dir(
+        p, "folder holding one folder per board (default build/vboards, or $RMBENCH_VBOARD_DIR)"
     )
 
 

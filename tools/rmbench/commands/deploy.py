@@ -1,4 +1,4 @@
-"""CLI handler for `rmbench deploy` (parse, call rmbench.deploy, render)."""
+"""CLI handler for `rmbench deploy`, and the /rmclaim.json options of commands that write it."""
 
 from __future__ import annotations
 
@@ -9,35 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from rmbench.board import open_board
-from rmbench.deploy import ClaimConfig, DeployProgress, deploy, local_service
+from rmbench.commands.options import add_service_options, read_text, service_from_args
+from rmbench.deploy import ClaimConfig, DeployProgress, deploy
 from rmbench.errors import UsageError
 from rmbench.profiles import get_profile, led_spec
 
 
 def _text(path: Path | None, what: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text()
-    except OSError as e:
-        raise UsageError(f"{what} {path}: {e.strerror or e}") from e
+    return None if path is None else read_text(path, what)
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """The /rmclaim.json options (shared with other commands that write the config)."""
     g = p.add_argument_group("claim config (/rmclaim.json)")
     g.add_argument("--config", type=Path, metavar="FILE", help="start from this JSON file")
-    g.add_argument(
-        "--service-dir",
-        type=Path,
-        metavar="DIR",
-        help="take the URL and CA of the local service started with this --state-dir",
-    )
-    g.add_argument("--service-url", help="claiming service URL (https://...)")
-    g.add_argument("--ca", type=Path, metavar="FILE", help="PEM of the CA of the service's TLS")
-    g.add_argument("--claim-ca", type=Path, metavar="FILE", help="PEM of the CA of device certs")
+    add_service_options(g, token="a user's access token, for token claims")
     g.add_argument("--mode", choices=("self", "token", "auto"), help="claim mode (default auto)")
-    g.add_argument("--token", help="a user's access token, for token claims")
     g.add_argument(
         "--wifi-ssid",
         help="Wi-Fi network the board joins (without it, the board provisions itself in the "
@@ -91,14 +78,13 @@ def config_from_args(args: argparse.Namespace) -> ClaimConfig:
             raise UsageError(f"--config {args.config}: not JSON: {e}") from e
         if not isinstance(base, dict):
             raise UsageError(f"--config {args.config}: wanted a JSON object")
-    if args.service_dir is not None:
-        base["service_url"], base["ca"] = local_service(args.service_dir)
+    service = service_from_args(args)
     given = {
-        "service_url": args.service_url,
-        "ca": _text(args.ca, "--ca"),
-        "claim_ca": _text(args.claim_ca, "--claim-ca"),
+        "service_url": service.url,
+        "ca": service.ca_pem(),
+        "claim_ca": service.claim_ca_pem(),
         "mode": args.mode,
-        "access_token": args.token,
+        "access_token": service.token,
         "wifi_ssid": args.wifi_ssid,
         "wifi_password": args.wifi_password,
         "allow_insecure_http": True if args.insecure_http else None,
@@ -141,6 +127,13 @@ def args_deploy(p: argparse.ArgumentParser) -> None:
 
 def do_deploy(args: argparse.Namespace) -> int:
     config = None if args.keep_config else config_from_args(args)
+    if config is not None:
+        from rmbench import provision
+
+        try:
+            provision.validate(config, get_profile(args.board))  # before the board is opened
+        except UsageError as e:
+            raise e.with_context(board=args.board, port=args.port, step="validate") from e
 
     def show(p: DeployProgress) -> None:
         if p.step in ("write", "remove"):

@@ -14,8 +14,9 @@ from rmbench import flash
 from rmbench.assist import ServiceTarget
 from rmbench.board import Board, open_board
 from rmbench.boardsim import DEFAULT_WIFI
-from rmbench.deploy import ClaimConfig, local_service
-from rmbench.deploy_cli import add_config_arguments, config_from_args
+from rmbench.commands.deploy import add_config_arguments, config_from_args
+from rmbench.commands.options import add_service_options, service_from_args
+from rmbench.deploy import ClaimConfig
 from rmbench.errors import BenchError, UsageError
 from rmbench.files import write_atomic
 from rmbench.profiles import BoardProfile, get_profile
@@ -167,23 +168,22 @@ def args_nvs_image(p: argparse.ArgumentParser) -> None:
     files.add_argument("--key", type=Path, metavar="FILE", help="its EC P-256 key PEM (node.key)")
     files.add_argument("--node-id", help="node id (default: the certificate's CN)")
     claim = p.add_argument_group("or claim now with a user's token (the key is made here)")
-    claim.add_argument("--service-url", help="claiming service base URL, e.g. https://HOST:PORT")
-    claim.add_argument("--ca", type=Path, metavar="FILE", help="CA of the service's TLS cert")
-    claim.add_argument("--token", help="the user's access token")
+    add_service_options(claim, token="the user's access token")
     claim.add_argument("--mac", help="the board's base MAC (12 hex digits)")
     p.add_argument("--mqtt-host", help="MQTT endpoint to store (default: what the service sent)")
     p.add_argument("--mqtt-cred-host", help="MQTT credentials endpoint to store")
 
 
 def do_nvs_image(args: argparse.Namespace) -> int:
-    from rmbench import assist, nvsimage
+    from rmbench import nvsimage
 
     profile = get_profile(args.board)
     from_files = args.cert is not None or args.key is not None
-    from_service = args.service_url is not None
+    from_service = args.service_url is not None or args.service_dir is not None
     if from_files == from_service:
         raise UsageError(
-            "give either --cert and --key, or --service-url with --token and --mac (not both)"
+            "give either --cert and --key, or --service-url (or --service-dir) with --token and "
+            "--mac (not both)"
         )
     if not args.host_key:
         raise UsageError(nvsimage.HOST_KEY_NOTICE)
@@ -200,7 +200,7 @@ def do_nvs_image(args: argparse.Namespace) -> int:
     else:
         if not args.mac:
             raise UsageError("--mac is needed to claim (the board's base MAC)")
-        target = assist.ServiceTarget(args.service_url, args.ca, args.token or "")
+        target, _claim_ca = _service_target(args)
         identity = nvsimage.identity_from_service(
             target, args.mac, profile, mqtt_host=args.mqtt_host
         )
@@ -269,37 +269,17 @@ def do_provision(args: argparse.Namespace) -> int:
 
 def _service_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("the claiming service")
-    g.add_argument("--token", required=True, help="the user's access token")
-    g.add_argument(
-        "--service-dir",
-        type=Path,
-        metavar="DIR",
-        help="the local service started with this --state-dir (gives URL and CA)",
-    )
-    g.add_argument("--service-url", help="claiming service base URL (https://HOST:PORT)")
-    g.add_argument("--ca", type=Path, metavar="FILE", help="PEM of the CA of the service's TLS")
-    g.add_argument(
-        "--claim-ca",
-        type=Path,
-        metavar="FILE",
-        help="PEM of the CA that must sign device certificates (default: the one sent with it)",
-    )
+    add_service_options(g, token="the user's access token (required)")
 
 
 def _service_target(args: argparse.Namespace) -> tuple[ServiceTarget, str | None]:
     # The service, the user, and the pinned claim CA (PEM) the options name.
-    url, ca_file = args.service_url, args.ca
-    if args.service_dir is not None:
-        url = url or local_service(args.service_dir)[0]
-        ca_file = ca_file or args.service_dir / "server-ca.pem"
-    if url is None:
+    service = service_from_args(args)
+    if service.url is None:
         raise UsageError(
             "no service URL", hint="give --service-url URL --ca FILE, or --service-dir DIR"
         )
-    claim_ca = None
-    if args.claim_ca is not None:
-        claim_ca = _read_input(args.claim_ca, "--claim-ca").decode(errors="replace")
-    return ServiceTarget(url, ca_file, args.token), claim_ca
+    return ServiceTarget(service.url, service.ca_file, service.token or ""), service.claim_ca_pem()
 
 
 def args_claim(p: argparse.ArgumentParser) -> None:

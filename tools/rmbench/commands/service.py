@@ -7,6 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
+from rmbench.commands.options import add_state_dir, local_service_url
 from rmbench.errors import UsageError
 from rmbench.service import accounts, ca, client
 from rmbench.service.faults import KINDS, PATHS
@@ -21,13 +22,7 @@ from rmbench.service.store import DEFAULT_QUOTA
 
 
 def _state_dir(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        required=required,
-        metavar="DIR",
-        help="the service's folder: CAs, keys, database",
-    )
+    add_state_dir(p, "the service's folder: CAs, keys, database", required=required)
 
 
 # --- serve --------------------------------------------------------------------------------------
@@ -202,7 +197,7 @@ def do_register(args: argparse.Namespace) -> int:
 def args_fault(p: argparse.ArgumentParser) -> None:
     _state_dir(p, required=False)
     p.add_argument("--url", help="server base URL (default: the one running on --state-dir)")
-    p.add_argument("--ca", type=Path, help="server CA file (default: DIR/server-ca.pem)")
+    p.add_argument("--ca", type=Path, help=f"server CA file (default: DIR/{ca.SERVER_CA_CERT})")
     p.add_argument("kind", choices=(*KINDS, "clear", "list"), help="fault kind, or clear/list")
     p.add_argument("--count", type=int, default=1, help="how many requests it applies to")
     p.add_argument("--path", choices=tuple(PATHS.values()), help="only requests to this path")
@@ -217,10 +212,7 @@ def _fault_target(args: argparse.Namespace) -> tuple[str, Path | None]:
     if url is None:
         if state_dir is None:
             raise UsageError("give --state-dir of a running server, or --url")
-        info = state_dir / "server.json"
-        if not info.exists():
-            raise UsageError(f"no server is running on {state_dir} (no server.json)")
-        url = str(json.loads(info.read_text())["url"])
+        url = local_service_url(state_dir)
     ca_file: Path | None = args.ca
     if ca_file is None and state_dir is not None:
         ca_file = state_dir / ca.SERVER_CA_CERT
