@@ -186,6 +186,44 @@ def test_a_ctrl_c_that_outruns_the_code_it_meant_to_stop_is_harmless(
     assert after["last_reset"] == info["last_reset"]  # not a reset of any kind
 
 
+def test_every_interpreter_gets_its_own_ctrl_c(port: str) -> None:
+    # A main.py that starts within moments of the Ctrl-C that stopped the last one (a reset, a
+    # soft reboot) must still stop at the next Ctrl-C: a burst of Ctrl-Cs reaches one interpreter
+    # as one SIGINT, but that must never swallow the first one a new interpreter gets.
+    with serial.Serial(port, 115200, timeout=0.005) as ser:
+        for _ in range(10):
+            ser.write(b"\r\x03\x02")  # stop main.py: the friendly REPL
+            _read_until(ser, b">>> ")
+            ser.write(b"\x04")  # soft reboot: a new interpreter runs main.py
+            _read_until(ser, b"main.py ran\r\n")
+            ser.write(b"\x03")
+            assert b"KeyboardInterrupt" in _read_until(ser, b">>> ", timeout=3)
+
+
+def test_a_ctrl_c_inside_a_garbage_collection_stops_only_main(state: Path, port: str) -> None:
+    # The Unix port raises KeyboardInterrupt from its SIGINT handler, wherever the interpreter
+    # is: often inside a garbage collection when main.py allocates hard. On a board the UART
+    # only schedules it; here too the board must end at its prompt every time, heap usable.
+    main = state / "cli" / "fs" / "main.py"
+    main.write_bytes(
+        b"print('allocating')\nwhile True:\n    x = [bytearray(200) for _ in range(40)]\n"
+    )
+    try:
+        with serial.Serial(port, 115200, timeout=0.005) as ser:
+            ser.write(b"\r\x03\x02")
+            _read_until(ser, b">>> ")
+            for i in range(20):
+                ser.write(b"\x04")
+                _read_until(ser, b"allocating\r\n")
+                time.sleep(0.05 + (i % 5) * 0.03)
+                ser.write(b"\x03")
+                assert b"KeyboardInterrupt" in _read_until(ser, b">>> ", timeout=5)
+                ser.write(b"print(len([bytearray(100) for _ in range(100)]))\r")
+                assert b"100\r\n>>> " in _read_until(ser, b"100\r\n>>> ", timeout=5)
+    finally:
+        main.write_bytes(MAIN)
+
+
 def test_power_cycle_keeps_every_finished_nvs_write(state: Path, port: str) -> None:
     # NVS writes through, as ESP-IDF 5 does: no commit() needed for a write to survive.
     mpremote(

@@ -12,10 +12,9 @@
 # the serial side: "ready" (filesystem up: host input may flow), "repl" (the REPL starts
 # next), "softreset" (main.py asked for a soft reset: sys.exit()).
 
+import gc
 import os
 import sys
-
-import micropython
 
 
 def _mark(event):
@@ -119,16 +118,14 @@ def _mount():
     sys.modules["sys"] = _sys
 
 
-def _unlock_heap():
+def _recover_heap():
     # The Unix port raises KeyboardInterrupt straight from its SIGINT handler
     # (MICROPY_ASYNC_KBD_INTR, ports/unix/unix_mphal.c), which is how a Ctrl-C reaches running
-    # code here; landing inside a garbage collection, it leaves the heap locked, and the next
-    # allocation fails ("heap is locked", then a fatal error). A board's UART schedules its
-    # interrupt instead. So the lock depth is set back to 0 here, allocating nothing: lock once
-    # more, then unlock until heap_unlock reports 0.
-    micropython.heap_lock()
-    while micropython.heap_unlock():
-        pass
+    # code here; landing inside a garbage collection it leaves the collection's flag set
+    # (py/gc.c GC_COLLECT_FLAG), and every allocation then fails ("heap is locked", then a
+    # fatal error). A board's UART schedules its interrupt instead. A new collection, which
+    # allocates nothing, runs to its end and clears the flag.
+    gc.collect()
 
 
 def _print_exception(e):
@@ -154,7 +151,7 @@ def _run(name, g):
     except SystemExit:
         return False
     except BaseException as e:  # the REPL must come up whatever the script raised
-        _unlock_heap()
+        _recover_heap()
         _print_exception(e)
     return True
 

@@ -55,15 +55,21 @@ LAUNCHER = "_vboot_launch.py"
 
 _HOST_QUEUE_MAX = 64 * 1024  # stop reading the board while the host lags (flow control)
 _CONSOLE_MAX = 8 * 1024 * 1024
+# Ctrl-Cs closer together than this reach one interpreter as one SIGINT (a second one while
+# it prints the first's traceback would only interrupt that); a new interpreter gets its own.
 _SIGINT_GAP_S = 0.05
 _PENDING_MAX = 4096
 _SIGINT_REPLAY_S = 2.0
+# An interpreter silent this long after a SIGINT, asleep on a lock, is deadlocked (see _watch).
+_SIGINT_HANG_S = 1.0
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 # The Unix port's REPL banner, replaced by the one the board's release prints
 # ("MicroPython v1.28.0 on 2026-04-06; Generic ESP32S3 module with ESP32S3").
 _BANNER = re.compile(rb"MicroPython [^\r\n;]*; linux \[[^\]\r\n]*\] version")
+# What the Unix port prints when an exception escapes every handler (py/nlr.c nlr_jump_fail).
+_FATAL = b"FATAL: uncaught NLR"
 _RST_SOFTWARE = b"rst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
 
 
@@ -101,6 +107,16 @@ def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the supervisor dies, so does the board.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _waits_on_lock(pid: int) -> bool:
+    # The kernel function the process sleeps in: a futex wait, for a lock no other thread of
+    # a single-threaded interpreter will ever release.
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return "futex" in f.read()
+    except OSError:
+        return False
 
 
 def _sigint_caught(pid: int) -> bool:
@@ -151,6 +167,10 @@ class Supervisor:
         self.last_reset = ""
         self.power_cut_by_board = False
         self.last_sigint = 0.0
+        self.sigint_pid = 0  # the interpreter the last SIGINT went to
+        self.sigint_unanswered = False  # nothing printed since that SIGINT
+        self.hung = False  # killed by _watch: a deadlock, not a reset
+        self.fatal = False  # the interpreter printed a fatal error (see _child_exited)
         self.running = True
         self.console = (self.dir / CONSOLE_LOG).open("ab", buffering=0)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -268,6 +288,9 @@ class Supervisor:
         self.pending_input = b""
         self.after_sigint = bytearray()
         self.filter.reset()
+        self.fatal = False
+        self.sigint_unanswered = False
+        self.hung = False
         self.banner_carry = b""
         self.boots += 1
         self._write_state("on")
@@ -312,7 +335,7 @@ class Supervisor:
         raw = self.filter.state.raw_repl
         code = proc.wait()
         self._close_child()
-        if code == -signal.SIGKILL:
+        if code == -signal.SIGKILL and not self.hung:
             if (self.dir / RESET_MARKER).exists():
                 self._to_host(_RST_SOFTWARE)
                 self._power_on("hard", self.power_cut)
@@ -323,12 +346,19 @@ class Supervisor:
                 self.last_reset = "power-cut"
                 self._write_state("off")
             return
-        if code == -signal.SIGINT:
-            # A Ctrl-C sent as SIGINT while code ran landed just after it finished, when the
-            # Unix port no longer handles it. On a board that Ctrl-C would only have ended at
+        after_ctrl_c = time.monotonic() - self.last_sigint < _SIGINT_REPLAY_S
+        if self.hung or code == -signal.SIGINT or (after_ctrl_c and (code < 0 or self.fatal)):
+            # A Ctrl-C sent as SIGINT while code ran either landed just after it finished, when
+            # the Unix port no longer handles it (-SIGINT), or was raised by the Unix port's
+            # handler inside a garbage collection (it raises at once, MICROPY_ASYNC_KBD_INTR)
+            # and broke the interpreter beyond the boot shim's repair: a fatal error, a crash,
+            # or a deadlock on a lock the collection held (see _watch).
+            # On a board that Ctrl-C only stops the program (the UART schedules it) and leaves
             # the prompt: bring the REPL back as it was, without boot.py or main.py, and give
             # it the input the dead one had no time to read.
             replay = bytes(self.after_sigint)
+            if code != -signal.SIGINT and not raw:
+                self._to_host(b"KeyboardInterrupt: \r\n")  # what the board would have printed
             self._spawn("repl-raw" if raw else "repl")
             self.pending_input = replay
             return
@@ -353,8 +383,11 @@ class Supervisor:
             poller.register(self.child_fd, select.POLLIN)
         poller.register(self.listener.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
-        # With no client, the master reports POLLHUP at once: look again every 50 ms.
+        # With no client, the master reports POLLHUP at once: look again every 50 ms. After a
+        # SIGINT, look every 100 ms whether the interpreter answered it (_watch).
         timeout = None if self.connected else 50
+        if self.sigint_unanswered:
+            timeout = 100 if timeout is None else min(timeout, 100)
         ready = poller.poll(timeout)
         hup = False
         for fd, ev in ready:
@@ -381,6 +414,23 @@ class Supervisor:
         if self.proc is not None and self.child_fd >= 0 and self.proc.poll() is not None:
             self._drain_child()
             self._child_exited(self.proc)
+        elif self.sigint_unanswered:
+            self._watch()
+
+    def _watch(self) -> None:
+        # The Unix port's SIGINT handler raises KeyboardInterrupt at once, wherever the
+        # interpreter is (MICROPY_ASYNC_KBD_INTR); raised inside an allocation it can leave the
+        # allocator's lock held (py/gc.c GC_ENTER, or the C library's), and the next allocation
+        # (the exception's traceback) waits on it forever. A board's UART only schedules the
+        # interrupt. An interpreter that printed nothing since, and sleeps on a lock, is
+        # killed; _child_exited brings the REPL back as that Ctrl-C would have left it.
+        if self.proc is None or time.monotonic() - self.last_sigint < _SIGINT_HANG_S:
+            return
+        self.sigint_unanswered = False
+        if _waits_on_lock(self.proc.pid):
+            self.hung = True
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
 
     def _client_present(self) -> bool:
         p = select.poll()
@@ -404,7 +454,10 @@ class Supervisor:
             self._child_exited(self.proc)
 
     def _from_board(self, data: bytes) -> None:
+        self.sigint_unanswered = False
         out, events = self.filter.feed(data)
+        if _FATAL in out:
+            self.fatal = True
         out = self._banner(out)
         for event in events:
             self._on_marker(event)
@@ -507,8 +560,10 @@ class Supervisor:
                 self._send_host_bytes(data[start:i])
                 start = i + 1
                 now = time.monotonic()
-                if now - self.last_sigint > _SIGINT_GAP_S:
+                if self.proc.pid != self.sigint_pid or now - self.last_sigint > _SIGINT_GAP_S:
                     self.last_sigint = now
+                    self.sigint_pid = self.proc.pid
+                    self.sigint_unanswered = True
                     self.after_sigint = bytearray()
                     with contextlib.suppress(ProcessLookupError):
                         self.proc.send_signal(signal.SIGINT)
