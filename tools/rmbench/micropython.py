@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from rmbench import LIB_DIR
+from rmbench.manifest import read_manifest
 
 # CPython stand-ins for MicroPython-only modules (`micropython.const`), see hostshims/.
 HOSTSHIMS_DIR = Path(__file__).with_name("hostshims")
@@ -262,10 +263,10 @@ def compile_package(source: Path, target: Path) -> Path:
 
 
 def compile_library(target: Path) -> Path:
-    """lib/rmclaim as deployed (.mpy files and the P-256 table) in target/rmclaim/, and
-    lib/rmnode in target/rmnode/; returns `target`, to put first on MicroPython's path (at a
-    64 KB heap the library must come this way: compiling its source on the device needs more
+    """The packages lib/manifest.py lists, as deployed (.mpy files and data files such as the
+    P-256 table), in target/<package>/; returns `target`, to put first on MicroPython's path (at
+    a 64 KB heap the library must come this way: compiling its source on the device needs more
     heap)."""
-    compile_package(LIB_DIR / "rmclaim", target / "rmclaim")
-    compile_package(LIB_DIR / "rmnode", target / "rmnode")
+    for name in read_manifest(LIB_DIR / "manifest.py").packages:
+        compile_package(LIB_DIR / name, target / name)
     return target
