@@ -48,16 +48,14 @@ def handlers(p):
 
 
 def _status(p):
-    from rmprov import field
-
-    state = p.state
-    if state == field.CONNECTED:
+    sta = p.station()
+    if sta == 0:
         p.told_connected()
         connected = {"ip4_addr": p.sta.ifconfig()[0], "ssid": p.trying[0]}
         return {"status": 0, "sta_state": 0, "connected": connected}
-    if state == field.FAILED or state == field.RETRY:
+    if sta == 3:
         return {"status": 0, "sta_state": 3, "fail_reason": p.reason}
-    return {"status": 0, "sta_state": 1}
+    return {"status": 0, "sta_state": sta}
 
 
 def prov_config(p, data):

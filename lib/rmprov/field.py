@@ -228,6 +228,15 @@ class Provisioner:
         self.done_at = 0
         return 0
 
+    def station(self):
+        # The join as CmdGetStatus reports it (WifiStationState): 0 Connected, 3 ConnectionFailed
+        # (after a prov-ctrl reset too, until the next apply), else 1 Connecting.
+        if self.state == CONNECTED:
+            return 0
+        if self.state == FAILED or self.state == RETRY:
+            return 3
+        return 1
+
     def told_connected(self):
         # A client was told Connected: the manager stops its service after cleanup_delay.
         if self.state == CONNECTED:
