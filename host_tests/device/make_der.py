@@ -1,12 +1,11 @@
 """DER encoders for the tests (run under MicroPython too): they build what rmclaim.asn1 reads.
 
-The device writes no general DER (rmclaim.csr writes its fixed structures itself), so these
-live with the tests. Minimal lengths and INTEGERs, as DER wants; checked against openssl in
-test_asn1.
+The device writes no general DER (rmclaim.csr writes its fixed structures itself, and the
+OBJECT IDENTIFIERs: csr.encode_oid), so these live with the tests. Minimal lengths and
+INTEGERs, as DER wants; checked against openssl in test_asn1.
 """
 
 _INTEGER = 0x02
-_OID = 0x06
 _SEQUENCE = 0x30
 
 
@@ -69,23 +68,6 @@ def encode_octet_string(value: bytes) -> bytes:
 def encode_bit_string(value: bytes) -> bytes:
     # Whole bytes only (0 unused bits): keys and signatures.
     return encode_tlv(0x03, b"\x00" + value)
-
-
-def encode_oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
-        raise ValueError("asn1: bad OID %s" % dotted)
-    out = bytearray()
-    arcs[1] += 40 * arcs[0]
-    for arc in arcs[1:]:
-        shift = 7
-        while arc >> shift:
-            shift += 7
-        while shift > 7:
-            shift -= 7
-            out.append(0x80 | (arc >> shift & 0x7F))
-        out.append(arc & 0x7F)
-    return encode_tlv(_OID, bytes(out))
 
 
 def encode_utf8_string(text: str) -> bytes:

@@ -11,7 +11,8 @@ and everything else is the CLI's code, unchanged (esp-rainmaker-cli 1.14.1):
   command: rmaker_cmd/provision.py provision, the `esp-rainmaker-cli provision` command, as the
     logged-in profile of RM_USER_CONFIG_DIR (challenge-response through the cloud when the
     board offers ch_resp, else the secret key); its "press Enter" prompt reads stdin;
-  session: proto-ver and a security session with `pop`, then a Wi-Fi status request;
+  session: proto-ver and a security session with `pop` (and `sec`), then a Wi-Fi status
+    request (and, given `user_id` and `secret_key`, cloud_user_assoc: custom_config) over it;
   half: proto-ver and the first handshake message, then the connection is dropped.
 """
 
@@ -70,7 +71,11 @@ def run(args: dict[str, Any]) -> Any:
     except RuntimeError as e:
         out["session"] = f"RuntimeError: {e}"
         return out
+    out["cookie"] = tp.get_cookie()
     out["status"] = esp_prov.get_wifi_config(tp, sec)
+    if "user_id" in args:
+        assoc = esp_rainmaker_prov.custom_config(tp, sec, args["user_id"], args["secret_key"])
+        out["assoc"] = list(assoc)
     return out
 
 

@@ -1,6 +1,6 @@
 """rmprov.httpd on real loopback sockets under MicroPython (64 KB heap), driven by
 esp-rainmaker-cli's own client (its transport_http, Security0/1 and provision_device flow, in
-its venv: client_http.py) and by raw sockets sending malformed requests.
+its venv, driven by rmbench's cli_field.py) and by raw sockets sending malformed requests.
 
 The endpoint handlers in the device script are test fixtures (a board that stores what it is
 sent and reports itself connected): what is under test is the transport (cookies, one
@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from rmbench import LIB_DIR
 from rmbench.micropython import Interpreter
+from rmbench.rainmaker_cli import FIELD_DRIVER
 
-from .support import HERE, PRELUDE
+from .support import PRELUDE
 
 VERSION = {"prov": {"ver": "v1.1", "sec_ver": 1, "cap": ["wifi_scan"]}, "rmaker": {"ver": "1.0"}}
 
@@ -162,16 +163,17 @@ def running_device(
 
 
 def cli(cli_python: Path, **args: Any) -> dict[str, Any]:
-    """client_http.py in the CLI's venv: one scenario, its JSON result."""
+    """rmbench's driver of the CLI's client (rmbench.rainmaker_cli.FIELD_DRIVER) in the CLI's
+    venv: one scenario, its JSON result."""
     proc = subprocess.run(
-        [str(cli_python), str(HERE / "client_http.py"), json.dumps(args)],
+        [str(cli_python), str(FIELD_DRIVER), json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])["result"]
     return result
 
 
@@ -183,7 +185,7 @@ def test_the_clis_provision_flow_over_loopback(
     with running_device(mpy, prov_lib, tmp_path) as (device, report):
         result = cli(
             cli_python,
-            scenario="provision",
+            scenario="device",
             address=device.address,
             pop="abcd1234",
             user_id="user-42",
@@ -191,7 +193,7 @@ def test_the_clis_provision_flow_over_loopback(
             ssid="BENCH",
             passphrase="correct horse",
         )
-    assert result == {"result": ["VtXfecXiRKazHoBZkkLAHX", False]}, report["last_error"]
+    assert result == ["VtXfecXiRKazHoBZkkLAHX", False], report["last_error"]
     state = report["state"]
     assert (state["ssid"], state["passphrase"], state["applied"]) == (
         {"$hex": b"BENCH".hex()},
@@ -220,7 +222,13 @@ def test_wrong_pop_fails_and_the_board_stays_provisionable(
         soon = status_of(exchange(device.address, post("prov-session", hello)))
         time.sleep(max(0.0, 1.1 - (time.monotonic() - t0)))
         right = cli(
-            cli_python, scenario="session", address=device.address, pop="abcd1234", sec=sec
+            cli_python,
+            scenario="session",
+            address=device.address,
+            pop="abcd1234",
+            sec=sec,
+            user_id="user-1",
+            secret_key="secret-1",
         )
     assert json.loads(right["version"]) == VERSION
     if sec == 1:
