@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rmbench import flash, nvs, nvsimage
+from rmbench import ProgressFn, flash, nvs, nvsimage
 from rmbench.cli import main
 from rmbench.errors import FlashError, UsageError
 from rmbench.profiles import BoardProfile, get_profile
@@ -51,7 +51,7 @@ def flash_mock(
     profile: BoardProfile,
     data: bytes,
     erase: bool = False,
-    progress: flash.ProgressFn | None = None,
+    progress: ProgressFn | None = None,
 ) -> flash.FlashResult:
     # The mock has no reset lines (esptool would only warn), hence no-reset both ways.
     image = flash.inspect_image(data, profile)

@@ -12,20 +12,17 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rmbench import devicecalls
+from rmbench import ProgressFn, devicecalls
 from rmbench.board import Board
 from rmbench.errors import BenchError, ServiceError, UsageError
 from rmbench.service import accounts, client
-
-if TYPE_CHECKING:  # flash reads identities with nvsimage, which claims through this module
-    from rmbench.flash import ProgressFn
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,14 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rmbench import nvs, nvsimage
+from rmbench import ProgressFn, nvs, nvsimage
 from rmbench.errors import BenchError, FlashError, UsageError
 from rmbench.profiles import BoardProfile
-
-# Progress callback: (step, done, total). Each step is announced with done=0; steps that move
-# bytes then report byte counts (total 0 when a step has no size).
-ProgressFn = Callable[[str, int, int], None]
 
 ROM_BAUD = 115200
 DEFAULT_BAUD = 460800

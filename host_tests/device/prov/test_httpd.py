@@ -162,7 +162,7 @@ def running_device(
         report.update(json.loads(lines[-1]))
 
 
-def cli(cli_python: Path, **args: Any) -> dict[str, Any]:
+def cli(cli_python: Path, **args: Any) -> Any:
     """rmbench's driver of the CLI's client (rmbench.rainmaker_cli.FIELD_DRIVER) in the CLI's
     venv: one scenario, its JSON result."""
     proc = subprocess.run(
@@ -173,8 +173,7 @@ def cli(cli_python: Path, **args: Any) -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])["result"]
-    return result
+    return json.loads(proc.stdout.strip().splitlines()[-1])["result"]
 
 
 def test_the_clis_provision_flow_over_loopback(

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from rmbench import flash
+from rmbench import ProgressFn, flash
 from rmbench.assist import ServiceTarget
 from rmbench.board import Board, open_board
 from rmbench.boardsim import DEFAULT_WIFI
@@ -33,7 +33,7 @@ def _read_input(path: Path, what: str) -> bytes:
 
 
 @contextmanager
-def _progress_display() -> Iterator[flash.ProgressFn | None]:
+def _progress_display() -> Iterator[ProgressFn | None]:
     # A progress bar on stderr when it is a terminal; nothing otherwise (logs, pipes, tests).
     if not sys.stderr.isatty():
         yield None
