@@ -603,4 +603,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         ("host_tests/device/prov/test_field.py", "-k", "firmware_step"),
     ),
+    Mutation(
+        "vboard-ctrl-c-per-burst",
+        "the virtual board sends one SIGINT per 50 ms burst of Ctrl-Cs even across a new "
+        "interpreter (a reset or soft reboot in between): the new main.py is never interrupted",
+        (
+            Edit(
+                "tools/rmbench/vboard/supervisor.py",
+                "if self.proc.pid != self.sigint_pid or now - self.last_sigint > _SIGINT_GAP_S:",
+                "if now - self.last_sigint > _SIGINT_GAP_S:",
+            ),
+        ),
+        ("host_tests/bench/test_vboard.py", "-k", "own_ctrl_c"),
+    ),
+    Mutation(
+        "manifest-without-data",
+        "a manifest's packages ship only their modules: p256g.bin never reaches the board",
+        (
+            Edit(
+                "tools/rmbench/manifest.py",
+                '        and relative.suffix not in (".pyc", ".mpy")\n',
+                '        and relative.suffix == ".py"\n',
+            ),
+        ),
+        ("host_tests/tools/test_manifest.py",),
+    ),
+    Mutation(
+        "deploy-without-manifest",
+        "deploy also compiles every other firmware/*.py, as it did before the manifest "
+        "(manifest.py itself goes to the board)",
+        (
+            Edit(
+                "tools/rmbench/deploy.py",
+                "    files: dict[str, bytes] = {}\n    for name in SOURCE_FILES:\n",
+                "    files: dict[str, bytes] = {}\n"
+                "    for p in sorted(manifest.parent.glob('*.py')):\n"
+                "        if p.name not in SOURCE_FILES and p.name != 'rmboot.py':\n"
+                "            modules.append((p, f'/lib/{p.stem}.mpy'))\n"
+                "    for name in SOURCE_FILES:\n",
+            ),
+        ),
+        ("host_tests/tools/test_manifest.py",),
+    ),
 )
