@@ -60,8 +60,9 @@ _CONSOLE_MAX = 8 * 1024 * 1024
 _SIGINT_GAP_S = 0.05
 _PENDING_MAX = 4096
 _SIGINT_REPLAY_S = 2.0
-# An interpreter silent this long after a SIGINT, asleep on a lock, is deadlocked (see _watch).
-_SIGINT_HANG_S = 1.0
+# An interpreter silent this long after a SIGINT is stuck (see _watch); a sound one prints the
+# KeyboardInterrupt's traceback within milliseconds.
+_SIGINT_HANG_S = 1.5
 _PR_SET_PDEATHSIG = 1
 # What the ESP32-S3 ROM prints on each kind of reset (the rest of its boot log is left out).
 _RST_POWERON = b"rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n"
@@ -107,16 +108,6 @@ def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the supervisor dies, so does the board.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _waits_on_lock(pid: int) -> bool:
-    # The kernel function the process sleeps in: a futex wait, for a lock no other thread of
-    # a single-threaded interpreter will ever release.
-    try:
-        with open(f"/proc/{pid}/wchan") as f:
-            return "futex" in f.read()
-    except OSError:
-        return False
 
 
 def _sigint_caught(pid: int) -> bool:
@@ -352,7 +343,7 @@ class Supervisor:
             # the Unix port no longer handles it (-SIGINT), or was raised by the Unix port's
             # handler inside a garbage collection (it raises at once, MICROPY_ASYNC_KBD_INTR)
             # and broke the interpreter beyond the boot shim's repair: a fatal error, a crash,
-            # or a deadlock on a lock the collection held (see _watch).
+            # or a hang (see _watch).
             # On a board that Ctrl-C only stops the program (the UART schedules it) and leaves
             # the prompt: bring the REPL back as it was, without boot.py or main.py, and give
             # it the input the dead one had no time to read.
@@ -421,13 +412,14 @@ class Supervisor:
         # The Unix port's SIGINT handler raises KeyboardInterrupt at once, wherever the
         # interpreter is (MICROPY_ASYNC_KBD_INTR); raised inside an allocation it can leave the
         # allocator's lock held (py/gc.c GC_ENTER, or the C library's), and the next allocation
-        # (the exception's traceback) waits on it forever. A board's UART only schedules the
-        # interrupt. An interpreter that printed nothing since, and sleeps on a lock, is
+        # (the exception's traceback) waits on it forever; raised mid-instruction it can leave
+        # the VM looping. A board's UART only schedules the interrupt. An interpreter that
+        # printed nothing since (and is not just waiting for the host to read its output) is
         # killed; _child_exited brings the REPL back as that Ctrl-C would have left it.
         if self.proc is None or time.monotonic() - self.last_sigint < _SIGINT_HANG_S:
             return
         self.sigint_unanswered = False
-        if _waits_on_lock(self.proc.pid):
+        if len(self.host_queue) < _HOST_QUEUE_MAX:
             self.hung = True
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
