@@ -218,3 +218,26 @@ def serve(handlers):
         except Exception as e:
             answer(failure(e))
 """
+
+
+# How a test stops a device script that serves until told: a line on its stdin, which the
+# script polls between steps (STOP_CHECK). Not SIGINT: the Unix port raises KeyboardInterrupt
+# from its signal handler at any instruction, which can leave a lock held or a frame garbled,
+# and the script's final report would be lost.
+STOP_CHECK = """
+import select as _select
+_stop_poll = _select.poll()
+_stop_poll.register(sys.stdin, _select.POLLIN)
+def stop_asked():
+    return bool(_stop_poll.poll(0))
+"""
+
+
+def ask_stop(proc: subprocess.Popen[str]) -> None:
+    """Tell a device script that polls STOP_CHECK's stop_asked() to finish (no-op once gone)."""
+    if proc.poll() is None and proc.stdin is not None:
+        try:
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass

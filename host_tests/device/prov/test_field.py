@@ -12,7 +12,6 @@ import base64
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -32,7 +31,7 @@ from rmbench.micropython import Interpreter, compile_library, compile_package
 from rmbench.profiles import get_profile
 from rmbench.vboard.manager import free_port
 
-from .support import Peer
+from .support import STOP_CHECK, Peer, ask_stop
 
 POP = "abcd1234"
 NODE_ID = "VtXfecXiRKazHoBZkkLAHX"
@@ -50,12 +49,16 @@ CFG = {
     "access_token": None,
 }
 
-# The device: a Provisioner stepped until done (or SIGINT), with the firmware's own reason for
-# a failed join (rmboot.wifi_failure); status lines as JSON as they come, then a report with
-# the GC heap in use after each request (after a collection).
-DEVICE = r"""
+# The device: a Provisioner stepped until done (or told to stop: support.STOP_CHECK), with the
+# firmware's own reason for a failed join (rmboot.wifi_failure); status lines as JSON as they
+# come, then a report with the GC heap in use after each request (after a collection).
+DEVICE = (
+    r"""
 import gc, json, sys
 ARGS = json.loads(sys.stdin.readline())
+"""
+    + STOP_CHECK
+    + r"""
 def out(v):
     sys.stdout.write(json.dumps(v) + "\n")
 if ARGS.get("key_pem"):
@@ -74,15 +77,12 @@ p = field.Provisioner(ARGS["cfg"], report, rmboot.wifi_failure)
 p.start()
 HEAP = [0] * 600
 done = False
-try:
-    while not done:
-        done = p.step(50)
-        gc.collect()
-        n = p.server.stats[0] + p.server.stats[1]
-        if n < len(HEAP):
-            HEAP[n] = gc.mem_alloc()
-except KeyboardInterrupt:
-    pass
+while not done and not stop_asked():
+    done = p.step(50)
+    gc.collect()
+    n = p.server.stats[0] + p.server.stats[1]
+    if n < len(HEAP):
+        HEAP[n] = gc.mem_alloc()
 stats = p.server.stats
 ap = p.ap
 p.close()
@@ -97,6 +97,7 @@ for k in range(len(HEAP)):
         sep = ", "
 sys.stdout.write("]}\n")
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +141,8 @@ def running(
     name: str = "field",
     key_pem: str | None = None,
 ) -> Iterator[Device]:
-    """The device provisioning on a fresh simulated board; on leaving, stopped with SIGINT
-    unless it finished, and its final report in `lines`."""
+    """The device provisioning on a fresh simulated board; on leaving, told to stop unless it
+    finished, and its final report in `lines`."""
     board = create_board(tmp_path / name, "esp32s3", name=name, aps=APS, softap_port=free_port())
     args: dict[str, Any] = {"cfg": {**CFG, **(cfg or {})}}
     if claimed is not None:
@@ -187,8 +188,7 @@ def running(
     try:
         yield device
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        ask_stop(proc)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -258,8 +258,8 @@ class Client:
     def call(self, endpoint: str, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
         data = self.peer.call("serialize", type=kind, msg=msg)
         status, body = self.post(endpoint, self.peer.call("encrypt", data=data))
-        if status != 200 and self.device.proc.poll() is None:
-            self.device.proc.send_signal(signal.SIGINT)  # for its report (last_error)
+        if status != 200:
+            ask_stop(self.device.proc)  # for its report (last_error)
         assert status == 200, (endpoint, msg, status)
         parsed = self.peer.call("parse", type=kind, data=self.peer.call("decrypt", data=body))
         assert "msg" in parsed, parsed

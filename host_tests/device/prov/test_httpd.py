@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -26,7 +25,7 @@ from rmbench import LIB_DIR
 from rmbench.micropython import Interpreter
 from rmbench.rainmaker_cli import FIELD_DRIVER
 
-from .support import PRELUDE
+from .support import PRELUDE, STOP_CHECK, ask_stop
 
 VERSION = {"prov": {"ver": "v1.1", "sec_ver": 1, "cap": ["wifi_scan"]}, "rmaker": {"ver": "1.0"}}
 
@@ -81,11 +80,8 @@ def done():
     n = srv.stats[0] + srv.stats[1]
     if n < len(HEAP):
         HEAP[n] = gc.mem_alloc()
-    return False
-try:
-    srv.serve(done, 50)
-except KeyboardInterrupt:
-    pass
+    return stop_asked()
+srv.serve(done, 50)
 srv.close()
 report = {"stats": srv.stats, "state": STATE, "last_error": srv.last_error}
 srv = handlers = None
@@ -122,9 +118,9 @@ def running_device(
     mpy: Interpreter, prov_lib: Path, work: Path, pop: str = "abcd1234", sec: int = 1
 ) -> Iterator[tuple[Device, dict[str, Any]]]:
     """The device script serving on a free loopback port; yields it and, once it has been
-    stopped (SIGINT) at the end of the block, fills the dict with its final report."""
+    told to stop at the end of the block, fills the dict with its final report."""
     script = work / "device.py"
-    script.write_text(PRELUDE + DEVICE)
+    script.write_text(PRELUDE + STOP_CHECK + DEVICE)
     env = dict(os.environ, MICROPYPATH=f"{prov_lib}:{LIB_DIR}")
     report: dict[str, Any] = {}
     for _ in range(5):
@@ -151,7 +147,7 @@ def running_device(
     try:
         yield Device(proc, port), report
     finally:
-        proc.send_signal(signal.SIGINT)
+        ask_stop(proc)
         try:
             out, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
