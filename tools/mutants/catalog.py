@@ -85,26 +85,19 @@ _WORDS_BE = """        out[4 * i + 3] = w & 0xFF
         out[4 * i] = w >> 24"""
 
 # The index blob (rmclaim_lens) written first, listing lengths of blobs not written yet.
-_INDEX_FIRST = """        try:
-            final = list(lens)
-            for slot, data in items:
-                final[slot] = 0 if data is None else len(data)
-            early = bytearray(_INDEX_LEN)
-            early[0] = _LAYOUT
-            for i, n in enumerate(final):
-                early[1 + 2 * i] = n & 0xFF
-                early[2 + 2 * i] = n >> 8
-            nvs.set_blob(_INDEX, early)
-            for slot, data in items:"""
+_INDEX_FIRST = """                if final:
+                    for slot, data in items:
+                        lens[slot] = 0 if data is None else len(data)
+                    early = bytearray(_INDEX_LEN)
+                    early[0] = _LAYOUT
+                    for i, n in enumerate(lens):
+                        early[1 + 2 * i] = n & 0xFF
+                        early[2 + 2 * i] = n >> 8
+                    nvs.set_blob(_INDEX, early)
+                    for slot, data in items:"""
 
-_INDEX_LAST = """            index = bytearray(_INDEX_LEN)
-            index[0] = _LAYOUT
-            for i, n in enumerate(lens):
-                index[1 + 2 * i] = n & 0xFF
-                index[2 + 2 * i] = n >> 8
-            nvs.set_blob(_INDEX, index)
-            nvs.commit()
-"""
+_INDEX_LAST = """                nvs.set_blob(_INDEX, index)
+        except OSError as e:"""
 
 _POWER_CYCLE = """        since = self.mark()
         self._note(f"[power-cycle] power_cut={power_cut}")"""
@@ -219,15 +212,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         (
             Edit(
                 "lib/rmclaim/store.py",
-                "        try:\n            for slot, data in items:",
+                "                if final:\n                    for slot, data in items:",
                 _INDEX_FIRST,
             ),
             # ... and not again after them: the phase makes as many NVS writes as before.
-            Edit("lib/rmclaim/store.py", _INDEX_LAST, "            nvs.commit()\n"),
+            Edit(
+                "lib/rmclaim/store.py",
+                _INDEX_LAST,
+                "                if not final:\n"
+                "                    nvs.set_blob(_INDEX, index)\n"
+                "        except OSError as e:",
+            ),
         ),
         ("host_tests/device/claim/test_power_cut.py", "host_tests/bench/test_power_cut.py"),
-        expect="later",
-        note="caught once the virtual board's NVS persists each write (issue 13 item 2)",
     ),
     Mutation(
         "challenge-lowercase",
@@ -274,8 +271,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the bench's power cut after a network step lands only once the board has claimed",
         (Edit("tools/rmbench/board.py", _POWER_CYCLE, _POWER_CYCLE_LATE),),
         ("host_tests/bench/test_power_cut.py", "-k", "network_step"),
-        expect="later",
-        note="caught once test_power_cut asserts where the cut landed (issue 13 item 6)",
     ),
     Mutation(
         "status-line-format",
