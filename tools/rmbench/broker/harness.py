@@ -19,8 +19,6 @@ The pytest fixture `mqtt_broker` (host_tests/conftest.py) yields a RunningBroker
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
 import subprocess
 import sys
@@ -32,13 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from rmbench import helper_process
 from rmbench.broker import BrokerError
 from rmbench.broker.gate import BENCH_USER
 from rmbench.broker.server import EVENTS, LOG_NAME, bench_password
 from rmbench.service import ca
 
-START_TIMEOUT = 30.0
-STOP_GRACE = 10.0
 Event = dict[str, Any]
 
 
@@ -178,12 +175,12 @@ class RunningBroker:
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM: it drops every connection) and wait for it; idempotent."""
-        _stop(self.process, self._pump, signal.SIGTERM)
+        helper_process.stop(self.process, self._pump, signal.SIGTERM)
         self._close_log()
 
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL: the kernel closes its sockets)."""
-        _stop(self.process, self._pump, signal.SIGKILL)
+        helper_process.stop(self.process, self._pump, signal.SIGKILL)
         self._close_log()
 
     def restart(self, *, kill: bool = False) -> None:
@@ -203,22 +200,6 @@ class RunningBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def _stop(
-    process: subprocess.Popen[bytes], pump: threading.Thread | None, sig: signal.Signals
-) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if pump is not None:
-        pump.join(STOP_GRACE)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def broker_command(
@@ -254,54 +235,27 @@ def start_broker(
     start the broker after the service, or before it, not at the same moment.
 
     Raises:
-        BrokerError: the broker exited, or did not say where it listens within START_TIMEOUT.
+        BrokerError: the broker exited, or did not say where it listens within
+            helper_process.START_TIMEOUT seconds.
     """
     state_dir, service_dir = Path(state_dir), Path(service_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     ca.load_or_create_authorities(service_dir)
-    log = (state_dir / LOG_NAME).open("ab")
     argv = broker_command(
         state_dir, service_dir, host=host, port=port, bench_port=bench_port, names=names
     )
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    stdout = process.stdout
-
-    def pump() -> None:
-        for raw in stdout or ():
-            lines.put(raw.decode(errors="replace").strip())
-        lines.put(None)
-
-    pump_thread = threading.Thread(target=pump, name="rmbench-broker-stdout", daemon=True)
-    pump_thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
     ports: dict[str, int] = {}
-    try:
-        while len(ports) < 2:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(f"the broker said nothing within {START_TIMEOUT:g} s")
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                process.wait()
-                raise BrokerError(
-                    f"the broker exited with status {process.returncode}: "
-                    + (state_dir / LOG_NAME).read_text(errors="replace")[-2000:]
-                )
-            if line.startswith("mqtts://"):
-                ports["node"] = int(line.rsplit(":", 1)[1])
-            elif line.startswith("bench mqtt://"):
-                ports["bench"] = int(line.rsplit(":", 1)[1])
-    except BaseException:
-        _stop(process, pump_thread, signal.SIGTERM)
-        log.close()
-        raise
+
+    def ready(line: str) -> bool:  # it prints both its ports
+        if line.startswith("mqtts://"):
+            ports["node"] = int(line.rsplit(":", 1)[1])
+        elif line.startswith("bench mqtt://"):
+            ports["bench"] = int(line.rsplit(":", 1)[1])
+        return len(ports) == 2
+
+    started = helper_process.start(
+        argv, state_dir / LOG_NAME, what="the broker", ready=ready, error=BrokerError
+    )
     return RunningBroker(
         state_dir=state_dir,
         service_dir=service_dir,
@@ -309,9 +263,9 @@ def start_broker(
         port=ports["node"],
         bench_port=ports["bench"],
         names=tuple(names),
-        process=process,
-        _log=log,
-        _pump=pump_thread,
+        process=started.process,
+        _log=started.log,
+        _pump=started.pump,
     )
 
 

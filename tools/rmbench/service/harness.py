@@ -35,13 +35,9 @@ temporary state directory.
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,13 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from rmbench import helper_process
 from rmbench.errors import ServiceError
 from rmbench.service import accounts, ca, client
 from rmbench.service.app import INTERNAL_NODE_MAPPING
 from rmbench.service.store import DEFAULT_QUOTA
 
-START_TIMEOUT = 30.0
-STOP_GRACE = 10.0
 LOG_NAME = "serve.log"
 
 
@@ -119,24 +114,10 @@ class RunningService:
 
     def stop(self) -> None:
         """Stop the server and wait for it (idempotent)."""
-        _stop(self.process, self._pump)
+        helper_process.stop(self.process, self._pump)
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def _stop(process: subprocess.Popen[bytes], pump: threading.Thread | None) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if pump is not None:
-        pump.join(STOP_GRACE)  # it ends at EOF, now that the process is gone
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def serve_command(
@@ -175,11 +156,11 @@ def start_service(
     `rmbench serve` options, e.g. ["--challenge-ttl", "1"].
 
     Raises:
-        ServiceError: the server exited or printed no URL within START_TIMEOUT seconds.
+        ServiceError: the server exited, or printed no URL within
+            helper_process.START_TIMEOUT seconds.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    log = (state_dir / LOG_NAME).open("ab")
     argv = serve_command(
         state_dir,
         host=host,
@@ -188,52 +169,24 @@ def start_service(
         faults=faults,
         extra_args=extra_args,
     )
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
+    urls: list[str] = []
+
+    def ready(line: str) -> bool:  # its first URL line says where it listens
+        if line.startswith(("http://", "https://")):
+            urls.append(line)
+        return bool(urls)
+
+    started = helper_process.start(
+        argv, state_dir / LOG_NAME, what="rmbench serve", ready=ready, error=ServiceError
     )
-    lines: queue.Queue[str | None] = queue.Queue()
-    stdout = process.stdout
-
-    def pump() -> None:
-        # Keep reading so the pipe never fills; only the first URL line matters.
-        for raw in stdout or ():
-            lines.put(raw.decode(errors="replace").strip())
-        lines.put(None)
-
-    pump_thread = threading.Thread(target=pump, name="rmbench-serve-stdout", daemon=True)
-    pump_thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
-    url: str | None = None
-    try:
-        while url is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ServiceError(f"rmbench serve printed no URL within {START_TIMEOUT:g} s")
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                process.wait()
-                raise ServiceError(
-                    f"rmbench serve exited with status {process.returncode}: "
-                    + (state_dir / LOG_NAME).read_text(errors="replace")[-2000:]
-                )
-            if line.startswith(("http://", "https://")):
-                url = line
-    except BaseException:
-        _stop(process, pump_thread)
-        log.close()
-        raise
     return RunningService(
-        base_url=url,
+        base_url=urls[0],
         state_dir=state_dir,
         server_ca_pem=(state_dir / ca.SERVER_CA_CERT).read_text(),
         claim_ca_pem=(state_dir / ca.CLAIM_CA_CERT).read_text(),
-        process=process,
-        _log=log,
-        _pump=pump_thread,
+        process=started.process,
+        _log=started.log,
+        _pump=started.pump,
     )
 
 
