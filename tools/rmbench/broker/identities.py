@@ -19,30 +19,10 @@ from rmbench.service import ca
 # In the broker's state directory (never the service's: its server-cert.pem is the service's).
 BROKER_CERT = "broker-cert.pem"
 BROKER_KEY = "broker-cert.key"
-BROKER_VALIDITY = datetime.timedelta(days=365)
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def server_names(names: Sequence[str]) -> list[str]:
-    """localhost, 127.0.0.1 and ::1 first, then each further name once (without [] around an
-    IPv6 address), as the claiming service's own certificate lists them."""
-    out: list[str] = []
-    for raw in ["localhost", "127.0.0.1", "::1", *names]:
-        name = raw.strip().strip("[]")
-        if name and name not in out:
-            out.append(name)
-    return out
 
 
 def write_broker_certificate(
@@ -53,27 +33,10 @@ def write_broker_certificate(
 
     Remade on every broker start, as the service remakes its own; the CA stays.
     """
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    extensions = [
-        certs.leaf_constraints(),
-        certs.alt_names(server_names(names)),
-        certs.server_auth(),
-        certs.subject_key_id(key.public_key()),
-        certs.authority_key_id(server_ca.cert),
-    ]
-    cert = certs.certificate(
-        certs.cn_name("localhost"),
-        key.public_key(),
-        server_ca.cert.subject,
-        server_ca.key,
-        now - ca.BACKDATE,
-        now + BROKER_VALIDITY,
-        extensions,
-    )
+    key, cert = ca.issue_server_certificate(server_ca, names)
     broker_dir.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = broker_dir / BROKER_CERT, broker_dir / BROKER_KEY
-    write_atomic(key_path, _key_pem(key), private=True)
+    write_atomic(key_path, ca.key_pem(key), private=True)
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
@@ -100,7 +63,7 @@ class ClientIdentity:
 
     @property
     def key_pem(self) -> bytes:
-        return _key_pem(self.key)
+        return ca.key_pem(self.key)
 
     @property
     def key_der(self) -> bytes:

@@ -84,7 +84,8 @@ def _new_ca(name: x509.Name) -> Authority:
     return Authority(cert, key)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM (how every key here is written)."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -101,7 +102,7 @@ def load_or_create_ca(
     if not have_cert and not have_key:
         ca = _new_ca(name)
         # Key first: a certificate on disk always has its key next to it.
-        write_atomic(key_path, _key_pem(ca.key), private=True)
+        write_atomic(key_path, key_pem(ca.key), private=True)
         write_atomic(cert_path, ca.pem.encode("ascii"))
         return ca
     if have_cert != have_key:
@@ -136,8 +137,9 @@ def load_or_create_authorities(state_dir: Path) -> Authorities:
     return Authorities(server, claim)
 
 
-def _server_names(names: Sequence[str]) -> list[str]:
-    # localhost, 127.0.0.1 and ::1 first, then each name once, without [] around IPv6.
+def server_names(names: Sequence[str]) -> list[str]:
+    """localhost, 127.0.0.1 and ::1 first, then each further name once (without [] around an
+    IPv6 address): the names of every server certificate on the bench."""
     out: list[str] = []
     for raw in ["localhost", "127.0.0.1", "::1", *names]:
         name = raw.strip().strip("[]")
@@ -146,16 +148,16 @@ def _server_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def write_server_certificate(state_dir: Path, server_ca: Authority, names: Sequence[str]) -> None:
-    """A fresh TLS certificate for localhost, 127.0.0.1, ::1 and every name, issued by server_ca.
-
-    It is remade on every start, because the names may change; the CA stays.
-    """
+def issue_server_certificate(
+    server_ca: Authority, names: Sequence[str]
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A fresh key and TLS server certificate for localhost, 127.0.0.1, ::1 and every name,
+    issued by server_ca (the CA a board pins): the service's own, and the bench broker's."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     extensions = [
         certs.leaf_constraints(),
-        certs.alt_names(_server_names(names)),
+        certs.alt_names(server_names(names)),
         certs.server_auth(),
         certs.subject_key_id(key.public_key()),
         certs.authority_key_id(server_ca.cert),
@@ -170,7 +172,16 @@ def write_server_certificate(state_dir: Path, server_ca: Authority, names: Seque
         extensions,
         serial=_serial(),
     )
-    write_atomic(state_dir / SERVER_KEY, _key_pem(key), private=True)
+    return key, cert
+
+
+def write_server_certificate(state_dir: Path, server_ca: Authority, names: Sequence[str]) -> None:
+    """A fresh TLS certificate for localhost, 127.0.0.1, ::1 and every name, issued by server_ca.
+
+    It is remade on every start, because the names may change; the CA stays.
+    """
+    key, cert = issue_server_certificate(server_ca, names)
+    write_atomic(state_dir / SERVER_KEY, key_pem(key), private=True)
     write_atomic(state_dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
 
 
