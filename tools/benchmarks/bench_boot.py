@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from rmbench.board import VirtualBoard
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.deploy import ClaimConfig, deploy
 from rmbench.service.harness import running_service
-from rmbench.statusline import StatusLine
 
+from benchmarks.boots import timed_boot
 from benchmarks.record import record
 
 RUNS = 7
@@ -43,19 +42,9 @@ STEPS = (
 
 def _one_boot(board: VirtualBoard) -> tuple[float, dict[str, int]]:
     board.exec("import rmclaim\nrmclaim.forget()")
-    seen: dict[str, float] = {}
-
-    def note(line: StatusLine) -> None:
-        seen.setdefault(line.step, time.monotonic())
-
-    since = board.power_cycle()
-    t0 = time.monotonic()
-    lines = board.watch_status(since, until=("store", "ok"), timeout=60, on_line=note)
+    total, _, lines = timed_boot(board, "store", STEPS)
     steps = {s.step: s.ms or 0 for s in lines if s.outcome == "ok" and s.step in STEPS}
-    missing = [s for s in STEPS if s not in steps]
-    if missing:
-        raise RuntimeError(f"boot without steps {missing}: {[s.line for s in lines]}")
-    return (seen["store"] - t0) * 1000, steps
+    return total, steps
 
 
 def main() -> None:

@@ -44,8 +44,8 @@ from rmbench.broker.harness import RunningBroker, running_broker
 from rmbench.deploy import ClaimConfig, deploy
 from rmbench.micropython import Interpreter, micropython, micropython32
 from rmbench.service.harness import RunningService, running_service
-from rmbench.statusline import StatusLine
 
+from benchmarks.boots import timed_boot
 from benchmarks.record import record
 
 RUNS = 5
@@ -136,19 +136,9 @@ def _sim_board(
 
 
 def _one_boot(board: VirtualBoard) -> tuple[float, dict[str, int]]:
-    seen: dict[str, float] = {}
-
-    def note(line: StatusLine) -> None:
-        seen.setdefault(line.step, time.monotonic())
-
-    since = board.power_cycle()
-    t0 = time.monotonic()
-    lines = board.watch_status(since, until=("nodeconfig", "ok"), timeout=60, on_line=note)
-    ms = {s.step: s.ms or 0 for s in lines if s.outcome == "ok"}
     wanted = ("config", "wifi", "time", "claimed", "mqtt", "nodeconfig")
-    missing = [s for s in wanted if s not in ms]
-    if missing:
-        raise RuntimeError(f"boot without steps {missing}: {[s.line for s in lines]}")
+    total, seen, lines = timed_boot(board, "nodeconfig", wanted)
+    ms = {s.step: s.ms or 0 for s in lines if s.outcome == "ok"}
     ms["claim"] = max(0, ms.pop("claimed") - ms["config"] - ms["wifi"] - ms["time"])
     # The claimed pattern (three green flashes, 800 ms) comes before the claimed line on every
     # boot: from the time line to the claimed line, less the claim's own ms, host clock.
@@ -157,7 +147,7 @@ def _one_boot(board: VirtualBoard) -> tuple[float, dict[str, int]]:
     # preparation (config read again, LED, stored identity to DER, TLS context), host clock.
     between = (seen["mqtt"] - seen["claimed"]) * 1000
     ms["setup"] = max(0, round(between) - ms["mqtt"])
-    return (seen["nodeconfig"] - t0) * 1000, ms
+    return total, ms
 
 
 def boot_figures(svc: RunningService, broker: RunningBroker, root: Path) -> dict[str, float]:
