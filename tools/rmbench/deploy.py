@@ -309,7 +309,8 @@ def deploy(
     check_machine(board.profile, str(machine), board=board.name)
     version = mpy_version_of(int(sys_mpy))
     files = bundle(version, config=config, manifest=manifest, progress=progress)
-    packages = read_manifest(manifest).packages
+    # The packages' folders under /lib (/lib/rmclaim/p256.mpy -> rmclaim), in the bundle's order.
+    packages = list(dict.fromkeys(p.split("/")[2] for p in sorted(files) if p.count("/") > 2))
 
     paths = sorted(files)
     out = board.exec(_REMOTE_STATE % {"pkgs": packages, "paths": paths})
