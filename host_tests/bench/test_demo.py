@@ -53,6 +53,7 @@ def test_demo_claims_once_and_stops_everything(tmp_path: Path, profile: str, way
     assert mapping and mapping.group(2) == node_id.group(1), out
     if profile == "esp32s3":
         assert node_id.group(1) == summary.group(1)  # self-claim: the node id is the MAC
+    assert f"logs in {tmp_path / 'demo'}" in out
     assert processes_under(tmp_path) == []
 
 

@@ -58,7 +58,8 @@ def do_demo(args: argparse.Namespace) -> int:
         return _field(args, say, show)
     if args.claimed_first:
         raise UsageError("--claimed-first goes with --field")
-    r = run_demo(args.board, workdir=args.workdir or DEFAULT_WORKDIR, emit=say, on_status=show)
+    workdir = args.workdir or DEFAULT_WORKDIR
+    r = run_demo(args.board, workdir=workdir, emit=say, on_status=show)
     way = "self-claimed (eFuse challenge-response)" if r.mode == "self" else "claimed with a token"
     print()
     print(f"{r.board} {r.mac} {way} on first boot:")
@@ -79,7 +80,7 @@ def do_demo(args: argparse.Namespace) -> int:
         raise BenchError(f"the mapping request went out {r.mapping_requests} times", step="reboot")
     print("  reboot       identity read from NVS, no claim: " + " ".join(r.second_boot_steps))
     print("               (the mapping request, acknowledged on the first boot, not sent again)")
-    print(f"everything the demo started is stopped; logs in {args.workdir}")
+    print(f"everything the demo started is stopped; logs in {workdir}")
     return 0
 
 
