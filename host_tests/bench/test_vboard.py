@@ -83,6 +83,14 @@ def test_start_prints_a_pty_that_list_shows(state: Path, port: str) -> None:
     assert softap == f"softap=127.0.0.1:{board_json['softap_port']}" == SOFTAP[0]
 
 
+def test_status_finds_the_boards_of_a_state_dir(state: Path, port: str) -> None:
+    # rmbench status without --port looks at the running boards of --state-dir, as vboard does;
+    # this one has no library deployed, which status reports for it by name.
+    out = rmbench("status", "--state-dir", str(state), check=False)
+    assert out.returncode == 2, out
+    assert f"cli@{port}: status failed" in out.stderr, out.stderr
+
+
 def test_exec_eval_and_files_with_stock_mpremote(port: str, tmp_path: Path) -> None:
     # Output lines end in CRLF, as a board's UART gives them.
     assert mpremote(port, "exec", "print('a'); print('b')") == b"a\r\nb\r\n"

@@ -15,7 +15,7 @@ from rmbench.assist import ServiceTarget
 from rmbench.board import Board, open_board
 from rmbench.boardsim import DEFAULT_WIFI
 from rmbench.commands.deploy import add_config_arguments, config_from_args
-from rmbench.commands.options import add_service_options, service_from_args
+from rmbench.commands.options import add_service_options, add_vboard_dir, service_from_args
 from rmbench.deploy import ClaimConfig
 from rmbench.errors import BenchError, UsageError
 from rmbench.files import write_atomic
@@ -311,6 +311,7 @@ def args_status(p: argparse.ArgumentParser) -> None:
         help="a board's serial port (repeat for several; default: every running virtual board)",
     )
     p.add_argument("--board", help="board profile of the boards on --port (e.g. esp32s3)")
+    add_vboard_dir(p)
 
 
 def do_status(args: argparse.Namespace) -> int:
@@ -323,7 +324,8 @@ def do_status(args: argparse.Namespace) -> int:
             raise UsageError("--board is needed with --port (the profile of those boards)")
         boards = [partial(open_board, port=port, board=args.board) for port in args.port]
     else:
-        boards = [partial(VirtualBoard, info) for info in vboard.list_boards() if info.running]
+        running = [b for b in vboard.list_boards(root=args.state_dir) if b.running]
+        boards = [partial(VirtualBoard, info) for info in running]
         if not boards:
             raise UsageError(
                 "no running virtual boards; give --port (and --board) for real boards"

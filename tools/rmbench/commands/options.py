@@ -18,6 +18,13 @@ def add_state_dir(p: argparse.ArgumentParser | Any, help: str, *, required: bool
     p.add_argument("--state-dir", type=Path, metavar="DIR", required=required, help=help)
 
 
+def add_vboard_dir(p: argparse.ArgumentParser | Any) -> None:
+    """--state-dir DIR of the commands that find virtual boards (rmbench vboard, status)."""
+    add_state_dir(
+        p, "folder holding one folder per board (default build/vboards, or $RMBENCH_VBOARD_DIR)"
+    )
+
+
 def add_service_options(p: argparse.ArgumentParser | Any, *, token: str | None) -> None:
     """The claiming service a command talks to: --service-dir (a local `rmbench serve`, which
     gives URL and CA) or --service-url and --ca; --claim-ca; --token (help `token`, None for

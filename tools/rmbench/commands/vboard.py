@@ -8,19 +8,13 @@ import sys
 
 from rmbench import vboard
 from rmbench.boardsim import DEFAULT_WIFI
-from rmbench.commands.options import add_state_dir
+from rmbench.commands.options import add_vboard_dir
 from rmbench.errors import UsageError
 from rmbench.profiles import get_profile
 from rmbench.releases import DEFAULT_RELEASE, get_release, release_names
 
 # --cut-at: just before the N-th NVS write (nvs:N, nvs:N:before) or just after it (nvs:N:after).
 CUT_AT = re.compile(r"nvs:[1-9][0-9]*(:before|:after)?")
-
-
-def _state_dir(p: argparse.ArgumentParser) -> None:
-    add_state_dir(
-        p, "folder holding one folder per board (default build/vboards, or $RMBENCH_VBOARD_DIR)"
-    )
 
 
 # --- start --------------------------------------------------------------------------------------
@@ -41,7 +35,7 @@ def args_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unique-id", help="eFuse unique id, 32 hex digits (default: from the name)")
     p.add_argument("--wifi-ssid", default=DEFAULT_WIFI[0], help="the bench Wi-Fi it can join")
     p.add_argument("--wifi-password", default=DEFAULT_WIFI[1], help="its password")
-    _state_dir(p)
+    add_vboard_dir(p)
 
 
 def do_start(args: argparse.Namespace) -> int:
@@ -78,7 +72,7 @@ def do_start(args: argparse.Namespace) -> int:
 def args_stop(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="boards to stop")
     p.add_argument("--all", action="store_true", help="stop every running board")
-    _state_dir(p)
+    add_vboard_dir(p)
 
 
 def do_stop(args: argparse.Namespace) -> int:
@@ -100,7 +94,7 @@ def do_stop(args: argparse.Namespace) -> int:
 
 
 def args_list(p: argparse.ArgumentParser) -> None:
-    _state_dir(p)
+    add_vboard_dir(p)
 
 
 def do_list(args: argparse.Namespace) -> int:
@@ -135,7 +129,7 @@ def args_power_cycle(p: argparse.ArgumentParser) -> None:
         help="make the next boot cut its own power just before its N-th NVS write (nvs:N: the "
         "write does not happen) or just after it (nvs:N:after: the write is stored)",
     )
-    _state_dir(p)
+    add_vboard_dir(p)
 
 
 def do_power_cycle(args: argparse.Namespace) -> int:
