@@ -302,7 +302,6 @@ def main() -> None:
             root = Path(work)
             compile_package(SIM_DIR, root / "sim")
             compile_library(root / "lib")
-            compile_package(LIB_DIR / "rmprov", root / "lib" / "rmprov")
             compile_package(FIRMWARE_DIR, root / "fw")
             path = [root / "sim", root / "lib", root / "fw"]
             heap: dict[str, float] = {

@@ -21,11 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rmbench import LIB_DIR
 from rmbench.micropython import (
     Interpreter,
     compile_library,
-    compile_package,
     micropython,
     micropython32,
 )
@@ -197,7 +195,6 @@ def show(label: str, f: dict[str, Any]) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         lib = compile_library(Path(work) / "deployed")
-        compile_package(LIB_DIR / "rmprov", lib / "rmprov")
         figures = {f"mpy_{k}": v for k, v in measure(micropython(), lib).items()}
         show("MicroPython Unix port (64-bit)", {k[4:]: v for k, v in figures.items()})
         interp = micropython32()

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from rmbench import FIRMWARE_DIR, LIB_DIR
+from rmbench import FIRMWARE_DIR
 from rmbench.boardsim import SIM_DIR, SimBoard, create_board
 from rmbench.micropython import Interpreter, compile_library, compile_package
 from rmbench.profiles import get_profile
@@ -106,7 +106,6 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("field-deploy")
     compile_package(SIM_DIR, root / "sim")
     compile_library(root / "lib")
-    compile_package(LIB_DIR / "rmprov", root / "lib" / "rmprov")
     compile_package(FIRMWARE_DIR, root / "fw")
     return [root / "sim", root / "lib", root / "fw"]
 
