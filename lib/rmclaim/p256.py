@@ -263,7 +263,15 @@ def sign(d, digest):
         raise ValueError("p256: wanted a 32-byte digest, got %d bytes" % len(digest))
     n = _N
     e = int.from_bytes(digest, "big")
-    for nonce in nonces(d, e):
+    seed = d.to_bytes(32, "big") + (e % n).to_bytes(32, "big")
+    v = b"\x01" * 32
+    k = _hmac(b"\x00" * 32, v + b"\x00" + seed)
+    v = _hmac(k, v)
+    k = _hmac(k, v + b"\x01" + seed)
+    v = _hmac(k, v)
+    while True:
+        v = _hmac(k, v)
+        nonce = int.from_bytes(v, "big")
         if 0 < nonce < n:
             X, _, Z = _mul_g(nonce)
             p = _P
@@ -272,21 +280,6 @@ def sign(d, digest):
                 s = _inv(nonce, n) * (e + r * d) % n
                 if s:
                     return r, s
-
-
-def nonces(d, e):
-    # The RFC 6979 section 3.2 candidates k for the key d and the digest as an integer e, in
-    # order, each as bits2int of the next V (qlen = hlen = 256); the signer takes the first
-    # that is in [1, n-1] and gives a nonzero r and s (sign, and rmclaim.p256blind).
-    seed = d.to_bytes(32, "big") + (e % _N).to_bytes(32, "big")
-    v = b"\x01" * 32
-    k = _hmac(b"\x00" * 32, v + b"\x00" + seed)
-    v = _hmac(k, v)
-    k = _hmac(k, v + b"\x01" + seed)
-    v = _hmac(k, v)
-    while True:
-        v = _hmac(k, v)
-        yield int.from_bytes(v, "big")
         k = _hmac(k, v + b"\x00")
         v = _hmac(k, v)
 
